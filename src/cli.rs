@@ -1,0 +1,326 @@
+//! The command line (contract.md, "Commands"). Errors of every layer become exit codes here,
+//! in [`CliError::exit_code`], and nowhere else.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::system::{self, SystemConfig, SystemConfigError};
+use crate::config::{self, Loaded};
+use crate::decode::Limits;
+use crate::diag;
+use crate::plan::{self, PlanError, render};
+use crate::target::{self, FactArgs, FactsError};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cloudcfg",
+    version,
+    about = "Boot-time cloud-config processor for Debian and Ubuntu instances",
+    long_about = "cloudcfg reads #cloud-config user data (apt sources, keys and proxy, debconf \
+                  answers, packages, the puppet agent), validates it offline, prints what first \
+                  boot will do, and applies it to a running system or an image root."
+)]
+pub struct Cli {
+    /// The system config (default /etc/cloudcfg/cloudcfg.yaml; absent file = defaults).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check user data offline: diagnostics as FILE:LINE:COL, exit 1 when there are errors.
+    Validate {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// User-data files (`-` reads standard input).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<String>,
+    },
+    /// Print the ordered actions first boot would take; touches nothing.
+    Plan {
+        /// The user-data file (`-` reads standard input).
+        #[arg(long, value_name = "FILE")]
+        user_data: String,
+        /// Plan for an image root: facts not given are read from DIR.
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        #[command(flatten)]
+        facts: FactArgs,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Print pre-shared keys, passwords and proxy credentials instead of their hashes.
+        #[arg(long)]
+        show_secrets: bool,
+    },
+    /// Print the JSON Schema of the cloud-config (or, with --system, of the system config).
+    Schema {
+        #[arg(long)]
+        system: bool,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    SystemConfig(#[from] SystemConfigError),
+    #[error(transparent)]
+    Facts(#[from] FactsError),
+    #[error(transparent)]
+    MissingFact(#[from] PlanError),
+    /// The diagnostics were printed already.
+    #[error("{file}: invalid user data")]
+    InvalidConfig { file: String },
+}
+
+impl CliError {
+    /// The one mapping from errors to the contract's exit codes.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::InvalidConfig { .. } => 1,
+            CliError::Io { .. }
+            | CliError::SystemConfig(_)
+            | CliError::Facts(_)
+            | CliError::MissingFact(_) => 2,
+        }
+    }
+}
+
+fn read_input(file: &str) -> Result<Vec<u8>, CliError> {
+    let io = |source| CliError::Io {
+        path: file.to_owned(),
+        source,
+    };
+    if file == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf).map_err(io)?;
+        Ok(buf)
+    } else {
+        std::fs::read(file).map_err(io)
+    }
+}
+
+fn display_name(file: &str) -> &str {
+    if file == "-" { "<stdin>" } else { file }
+}
+
+fn system_config(path: Option<&Path>) -> Result<SystemConfig, CliError> {
+    let path = path.unwrap_or_else(|| Path::new(system::DEFAULT_PATH));
+    Ok(system::load(path)?)
+}
+
+fn write_out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
+fn validate(format: Format, files: &[String]) -> Result<u8, CliError> {
+    let limits = Limits::default();
+    let mut worst = 0u8;
+    let mut reports = Vec::new();
+    let (mut errors, mut warnings) = (0, 0);
+    for file in files {
+        let bytes = match read_input(file) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("cloudcfg: {e}");
+                worst = 2;
+                continue;
+            }
+        };
+        let loaded = config::load(&bytes, &limits);
+        errors += loaded.report.errors();
+        warnings += loaded.report.warnings();
+        if !loaded.is_valid() && worst == 0 {
+            worst = 1;
+        }
+        reports.push((display_name(file).to_owned(), loaded));
+    }
+    match format {
+        Format::Text => {
+            let mut out = String::new();
+            for (name, loaded) in &reports {
+                out.push_str(&loaded.report.render_text(name));
+            }
+            out.push_str(&diag::summary(errors, warnings, reports.len()));
+            out.push('\n');
+            write_out(&out);
+        }
+        Format::Json => {
+            let files: Vec<serde_json::Value> = reports
+                .iter()
+                .map(|(name, loaded)| loaded.report.to_json(name))
+                .collect();
+            let json = serde_json::json!({ "files": files });
+            write_out(&format!("{}\n", serde_json::to_string_pretty(&json).unwrap_or_default()));
+        }
+    }
+    Ok(worst)
+}
+
+/// Loads user data and fails with its diagnostics on stderr when it is invalid.
+pub fn load_valid(file: &str) -> Result<Loaded, CliError> {
+    let bytes = read_input(file)?;
+    let loaded = config::load(&bytes, &Limits::default());
+    if !loaded.is_valid() {
+        eprint!("{}", loaded.report.render_text(display_name(file)));
+        return Err(CliError::InvalidConfig {
+            file: display_name(file).to_owned(),
+        });
+    }
+    Ok(loaded)
+}
+
+fn config_warnings(loaded: &Loaded) -> Vec<(String, String)> {
+    loaded
+        .report
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == diag::Severity::Warning)
+        .map(|d| {
+            let mut message = d.full_message(&loaded.report.parts);
+            if !d.path.is_empty() {
+                message = message
+                    .strip_prefix(&format!("{}: ", d.path))
+                    .map(str::to_owned)
+                    .unwrap_or(message);
+            }
+            (d.path.clone(), message)
+        })
+        .collect()
+}
+
+fn plan_command(
+    cli_config: Option<&Path>,
+    user_data: &str,
+    root: Option<&Path>,
+    fact_args: &FactArgs,
+    format: Format,
+    show_secrets: bool,
+) -> Result<u8, CliError> {
+    let system = system_config(cli_config)?;
+    let loaded = load_valid(user_data)?;
+    let facts = target::resolve(fact_args, root.unwrap_or(Path::new("/")))?;
+    let config = loaded.config.clone().unwrap_or_default();
+    let plan = plan::plan(&config, &facts, &system)?;
+    let plan = if show_secrets { plan } else { plan.redacted() };
+    let warnings = config_warnings(&loaded);
+    match format {
+        Format::Text => {
+            let lines: Vec<String> = warnings
+                .iter()
+                .map(|(path, message)| {
+                    if path.is_empty() || message.starts_with(&format!("{path}:")) {
+                        message.clone()
+                    } else {
+                        format!("{path}: {message}")
+                    }
+                })
+                .collect();
+            write_out(&render::text(&plan, &lines));
+        }
+        Format::Json => {
+            let mut all: Vec<serde_json::Value> = warnings
+                .iter()
+                .map(|(path, message)| serde_json::json!({"path": path, "message": message}))
+                .collect();
+            all.extend(
+                plan.warnings
+                    .iter()
+                    .map(|w| serde_json::json!({"path": w.path, "message": w.message})),
+            );
+            let json = serde_json::json!({
+                "facts": {
+                    "instance_id": plan.facts.instance_id,
+                    "hostname": plan.facts.hostname,
+                    "fqdn": plan.facts.fqdn,
+                    "release": plan.facts.release,
+                },
+                "actions": plan.actions,
+                "warnings": all,
+            });
+            write_out(&format!("{}\n", serde_json::to_string_pretty(&json).unwrap_or_default()));
+        }
+    }
+    Ok(0)
+}
+
+fn run(cli: Cli) -> Result<u8, CliError> {
+    match &cli.command {
+        Command::Validate { format, files } => validate(*format, files),
+        Command::Plan {
+            user_data,
+            root,
+            facts,
+            format,
+            show_secrets,
+        } => plan_command(
+            cli.config.as_deref(),
+            user_data,
+            root.as_deref(),
+            facts,
+            *format,
+            *show_secrets,
+        ),
+        Command::Schema { system } => {
+            write_out(&if *system {
+                crate::schema::system_config()
+            } else {
+                crate::schema::cloud_config()
+            });
+            Ok(0)
+        }
+    }
+}
+
+pub fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_target(false)
+        .init();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // clap exits 0 for --help/--version and 2 for usage errors, as the contract wants.
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if !matches!(e, CliError::InvalidConfig { .. }) {
+                eprintln!("cloudcfg: {e}");
+            }
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

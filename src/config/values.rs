@@ -1,0 +1,403 @@
+//! Checks of single values that several modules share. Each returns the reason a value is
+//! refused, in words a user can act on; [`super::Checker`] adds the position.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+/// A name that becomes one path component: `filename`, v3 source names, instance ids.
+pub fn plain_file_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.contains('/') {
+        return Err(format!("{name:?} must be a plain file name, without `/`"));
+    }
+    if name.contains("..") || name == "." {
+        return Err(format!("{name:?} must be a plain file name, without `..`"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!("{name:?} must not contain control characters"));
+    }
+    if name.len() > 200 {
+        return Err("file name longer than 200 bytes".into());
+    }
+    Ok(())
+}
+
+/// A value that ends up on one line of a file.
+pub fn single_line(value: &str) -> Result<(), String> {
+    if value.contains(['\n', '\r']) {
+        return Err("must be a single line (it contains a line break)".into());
+    }
+    if value.chars().any(|c| c.is_control() && c != '\t') {
+        return Err("must not contain control characters".into());
+    }
+    Ok(())
+}
+
+/// An OpenPGP key id or fingerprint as users write it: hex, spaces allowed, `0x` prefix allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyId(String);
+
+impl KeyId {
+    pub fn parse(text: &str) -> Result<KeyId, String> {
+        let compact: String = text.chars().filter(|c| *c != ' ').collect();
+        let hex = compact
+            .strip_prefix("0x")
+            .or_else(|| compact.strip_prefix("0X"))
+            .unwrap_or(&compact);
+        if hex.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(format!(
+                "keyid {text:?} must be hexadecimal (a key id or fingerprint)"
+            ));
+        }
+        if !matches!(hex.len(), 8 | 16 | 40) {
+            return Err(format!(
+                "keyid {text:?} has {} hex digits: a key id has 8 or 16, a fingerprint 40",
+                hex.len()
+            ));
+        }
+        Ok(KeyId(hex.to_ascii_uppercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_short(&self) -> bool {
+        self.0.len() == 8
+    }
+
+    /// Whether a key with this fingerprint is the one asked for.
+    pub fn matches(&self, fingerprint: &str) -> bool {
+        fingerprint.to_ascii_uppercase().ends_with(&self.0)
+    }
+}
+
+/// The fingerprints (upper-case hex, primary key and subkeys) of every public key in an
+/// ASCII-armored block.
+pub fn armored_key_fingerprints(text: &str) -> Result<Vec<String>, String> {
+    use pgp::composed::{Deserializable, SignedPublicKey};
+    use pgp::types::KeyDetails;
+
+    if !text.trim_start().starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----") {
+        return Err("must be an ASCII-armored OpenPGP public key block \
+                    (-----BEGIN PGP PUBLIC KEY BLOCK-----)"
+            .into());
+    }
+    let (keys, _headers) = SignedPublicKey::from_string_many(text)
+        .map_err(|e| format!("is not a readable OpenPGP public key: {e}"))?;
+    let mut fingerprints = Vec::new();
+    for key in keys {
+        let key = key.map_err(|e| format!("is not a readable OpenPGP public key: {e}"))?;
+        fingerprints.push(format!("{:X}", key.primary_key.fingerprint()));
+        for sub in &key.public_subkeys {
+            fingerprints.push(format!("{:X}", sub.key.fingerprint()));
+        }
+    }
+    if fingerprints.is_empty() {
+        return Err("contains no OpenPGP public key".into());
+    }
+    Ok(fingerprints)
+}
+
+/// The subjects of every certificate in a PEM block (a CA bundle may hold several).
+pub fn pem_certificates(text: &str) -> Result<Vec<String>, String> {
+    let mut subjects = Vec::new();
+    for pem in x509_parser::pem::Pem::iter_from_buffer(text.as_bytes()) {
+        let pem = pem.map_err(|e| format!("is not a readable PEM certificate: {e}"))?;
+        if pem.label != "CERTIFICATE" {
+            return Err(format!(
+                "must hold certificates only, found a PEM block labelled {:?}",
+                pem.label
+            ));
+        }
+        let cert = pem
+            .parse_x509()
+            .map_err(|e| format!("is not a readable X.509 certificate: {e}"))?;
+        subjects.push(cert.subject().to_string());
+    }
+    if subjects.is_empty() {
+        return Err("must be a PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+    }
+    Ok(subjects)
+}
+
+static PACKAGE_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?$").expect("static regex"));
+static VERSION: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^([0-9]+:)?[0-9][A-Za-z0-9.+~:-]*$").expect("static regex")
+});
+static RELEASE_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9][A-Za-z0-9.+~-]*$").expect("static regex"));
+
+/// A package as apt-get takes it: `name`, `name:arch`, `name=version` or `name/release`.
+pub fn package_spec(spec: &str) -> Result<(), String> {
+    if let Some((name, version)) = spec.split_once('=') {
+        package_name(name)?;
+        return package_version(version);
+    }
+    if let Some((name, release)) = spec.split_once('/') {
+        package_name(name)?;
+        if !RELEASE_NAME.is_match(release) {
+            return Err(format!("{release:?} is not a release name"));
+        }
+        return Ok(());
+    }
+    package_name(spec)
+}
+
+/// Debian policy 5.6.1: lower-case letters, digits, `+`, `-`, `.`; at least two characters,
+/// starting with a letter or digit.
+pub fn package_name(name: &str) -> Result<(), String> {
+    if PACKAGE_NAME.is_match(name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a Debian package name (lower-case letters, digits, `+`, `-`, `.`)"
+        ))
+    }
+}
+
+/// Debian policy 5.6.12: `[epoch:]upstream[-revision]`, upstream starting with a digit.
+pub fn package_version(version: &str) -> Result<(), String> {
+    if VERSION.is_match(version) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{version:?} is not a Debian version ([epoch:]upstream[-revision], starting with a digit)"
+        ))
+    }
+}
+
+static URL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[A-Za-z][A-Za-z0-9+.-]*://[^\s/?#]+(/[^\s]*)?$").expect("static regex")
+});
+
+/// An absolute URL on one line (proxies, mirrors, keyservers given as URLs).
+pub fn url(value: &str) -> Result<(), String> {
+    single_line(value)?;
+    if URL.is_match(value) {
+        Ok(())
+    } else {
+        Err(format!("{value:?} is not a URL (scheme://host[:port][/path])"))
+    }
+}
+
+/// Whether a URL carries `user[:password]@` before its host.
+pub fn url_userinfo(value: &str) -> Option<&str> {
+    let rest = &value[value.find("://")? + 3..];
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    authority.rfind('@').map(|at| &authority[..at])
+}
+
+/// A keyserver: a bare host name, or an `hkp://`, `hkps://`, `http://` or `https://` URL.
+pub fn keyserver(value: &str) -> Result<(), String> {
+    single_line(value)?;
+    if value.contains("://") {
+        let scheme = value.split("://").next().unwrap_or_default();
+        if !matches!(scheme, "hkp" | "hkps" | "http" | "https") {
+            return Err(format!(
+                "keyserver {value:?}: scheme must be hkp, hkps, http or https"
+            ));
+        }
+        return url(value);
+    }
+    let host_ok = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if host_ok {
+        Ok(())
+    } else {
+        Err(format!("keyserver {value:?} is not a host name or URL"))
+    }
+}
+
+/// The keyserver URL to fetch from (contract.md: a bare host means `hkps://HOST`).
+pub fn keyserver_url(value: &str) -> String {
+    if value.contains("://") {
+        value.trim_end_matches('/').to_owned()
+    } else {
+        format!("hkps://{value}")
+    }
+}
+
+/// A one-line `deb`/`deb-src` entry as sources.list(5) has it; `$VARIABLES` count as words.
+pub fn deb_line(line: &str) -> Result<(), String> {
+    single_line(line)?;
+    let line = line.trim();
+    let (kind, rest) = line
+        .split_once(char::is_whitespace)
+        .ok_or_else(|| format!("{line:?} is not a `deb` line (deb URI SUITE [COMPONENT...])"))?;
+    if kind != "deb" && kind != "deb-src" {
+        return Err(format!(
+            "{line:?} must start with `deb` or `deb-src` (or be `ppa:owner/name`)"
+        ));
+    }
+    let mut rest = rest.trim_start();
+    if rest.starts_with('[') {
+        let end = rest
+            .find(']')
+            .ok_or_else(|| "options `[...]` are not closed with `]`".to_string())?;
+        let options = &rest[1..end];
+        for option in options.split_whitespace() {
+            if !option.contains('=') {
+                return Err(format!("option {option:?} must be `name=value`"));
+            }
+        }
+        rest = rest[end + 1..].trim_start();
+    }
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let Some(uri) = words.first() else {
+        return Err(format!("{line:?} has no URI"));
+    };
+    let is_variable = |w: &str| w.starts_with('$');
+    if !is_variable(uri) && !uri.contains(':') {
+        return Err(format!("{uri:?} is not a URI (e.g. http://deb.debian.org/debian)"));
+    }
+    let Some(suite) = words.get(1) else {
+        return Err(format!("{line:?} has no suite (e.g. bookworm)"));
+    };
+    if !suite.ends_with('/') && words.len() < 3 {
+        return Err(format!(
+            "{line:?} needs at least one component after the suite (e.g. main), \
+             unless the suite is an exact path ending in `/`"
+        ));
+    }
+    Ok(())
+}
+
+/// `ppa:owner/name`, as add-apt-repository takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ppa {
+    pub owner: String,
+    pub name: String,
+}
+
+static PPA_PART: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9+.-]*$").expect("static regex"));
+
+impl Ppa {
+    /// `None` when `source` is not a PPA shortcut at all.
+    pub fn parse(source: &str) -> Option<Result<Ppa, String>> {
+        let spec = source.trim().strip_prefix("ppa:")?;
+        let Some((owner, name)) = spec.split_once('/') else {
+            return Some(Err(format!(
+                "{source:?}: a PPA is `ppa:owner/name` (the owner is missing)"
+            )));
+        };
+        if !PPA_PART.is_match(owner) || !PPA_PART.is_match(name) {
+            return Some(Err(format!(
+                "{source:?}: PPA owner and name are lower-case letters, digits, `+`, `-`, `.`"
+            )));
+        }
+        Some(Ok(Ppa {
+            owner: owner.into(),
+            name: name.into(),
+        }))
+    }
+
+    /// `owner-ubuntu-name`, the file stem add-apt-repository uses.
+    pub fn stem(&self) -> String {
+        format!("{}-ubuntu-{}", self.owner, self.name)
+    }
+}
+
+/// A path the puppet module may write: absolute, normalised, under one of `roots`.
+pub fn path_under(path: &str, roots: &[&str]) -> Result<(), String> {
+    single_line(path)?;
+    if !path.starts_with('/') {
+        return Err(format!("{path:?} must be an absolute path"));
+    }
+    if path.split('/').skip(1).any(|c| c == ".." || c == "." || c.is_empty()) {
+        return Err(format!("{path:?} must be a normalised path (no `.`, `..` or `//`)"));
+    }
+    if roots
+        .iter()
+        .any(|root| path.len() > root.len() && path.starts_with(root) && path[root.len()..].starts_with('/'))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "{path:?} must lie under {}",
+            roots.join(", ")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names() {
+        assert!(plain_file_name("00-boot-sources.list").is_ok());
+        assert!(plain_file_name("../../etc/evil").is_err());
+        assert!(plain_file_name("a/b").is_err());
+        assert!(plain_file_name("a\u{7}b").is_err());
+        assert!(plain_file_name("").is_err());
+    }
+
+    #[test]
+    fn key_ids() {
+        assert_eq!(KeyId::parse("b54f83ba163d7715").unwrap().as_str(), "B54F83BA163D7715");
+        assert!(KeyId::parse("12345678").unwrap().is_short());
+        let fpr = KeyId::parse("897F B1D8 6845 F884 F323  74A8 B54F 83BA 163D 7715").unwrap();
+        assert!(fpr.matches("897FB1D86845F884F32374A8B54F83BA163D7715"));
+        assert!(KeyId::parse("0xB54F83BA163D7715").is_ok());
+        assert!(KeyId::parse("1234567").is_err());
+        assert!(KeyId::parse("12345678; rm -rf /").is_err());
+        assert!(KeyId::parse("GGGGGGGG").is_err());
+    }
+
+    #[test]
+    fn deb_lines() {
+        assert!(deb_line("deb http://deb.debian.org/debian bookworm main").is_ok());
+        assert!(deb_line("deb [arch=amd64 signed-by=$KEY_FILE] $MIRROR $RELEASE main").is_ok());
+        assert!(deb_line("deb http://local.example.org/debs ./").is_ok());
+        assert!(deb_line("deb ./").is_err());
+        assert!(deb_line("deb http://x bookworm").is_err());
+        assert!(deb_line("deb http://x bookworm main\ndeb http://y z main").is_err());
+        assert!(deb_line("rpm http://x bookworm main").is_err());
+    }
+
+    #[test]
+    fn packages() {
+        assert!(package_spec("openssh-server").is_ok());
+        assert!(package_spec("libc6:i386").is_ok());
+        assert!(package_spec("hello=2.10-3").is_ok());
+        assert!(package_spec("hello/bookworm-backports").is_ok());
+        assert!(package_spec("hello; rm -rf /").is_err());
+        assert!(package_spec("Hello").is_err());
+        assert!(package_spec("-oDebug=1").is_err());
+        assert!(package_version("1:2.3~rc1-1+b1").is_ok());
+        assert!(package_version("$(reboot)").is_err());
+    }
+
+    #[test]
+    fn ppas() {
+        assert_eq!(
+            Ppa::parse("ppa:example-team/example-ppa").unwrap().unwrap().stem(),
+            "example-team-ubuntu-example-ppa"
+        );
+        assert!(Ppa::parse("ppa:nameonly").unwrap().is_err());
+        assert!(Ppa::parse("deb http://x y z").is_none());
+    }
+
+    #[test]
+    fn url_userinfo_is_found() {
+        assert_eq!(url_userinfo("http://u:p@proxy:3128"), Some("u:p"));
+        assert_eq!(url_userinfo("http://proxy:3128/a@b"), None);
+    }
+
+    #[test]
+    fn puppet_paths() {
+        let roots = ["/etc/puppet", "/var/lib/puppet"];
+        assert!(path_under("/etc/puppet/puppet.conf", &roots).is_ok());
+        assert!(path_under("/etc/puppet/../shadow", &roots).is_err());
+        assert!(path_under("/etc/puppetx/a", &roots).is_err());
+        assert!(path_under("etc/puppet/a", &roots).is_err());
+    }
+}

@@ -1,0 +1,14 @@
+//! cloudcfg: a boot-time cloud-config processor for Debian and Ubuntu instances.
+//!
+//! The pipeline, one folder per stage:
+//! datasource -> user data -> [`decode`] -> [`config::CloudConfig`] -> [`plan`] -> apply -> report.
+//! Everything up to the plan is pure; only apply touches the system.
+
+pub mod cli;
+pub mod config;
+pub mod decode;
+pub mod diag;
+pub mod modules;
+pub mod plan;
+pub mod schema;
+pub mod target;

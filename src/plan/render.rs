@@ -1,0 +1,131 @@
+//! The plan as a person reads it: a change summary, one line per action.
+
+use super::{Action, ActionKind, Plan};
+
+fn quote(arg: &str) -> String {
+    let safe = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=+,@%".contains(c));
+    if safe {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+fn lines(text: &str) -> String {
+    let n = text.lines().count();
+    if n == 1 {
+        "1 line".into()
+    } else {
+        format!("{n} lines")
+    }
+}
+
+/// One line describing an action. Contents are summarised, never printed, so secrets cannot
+/// leak through this form.
+pub fn describe(action: &Action) -> String {
+    match &action.kind {
+        ActionKind::WriteFile {
+            path,
+            mode,
+            owner,
+            group,
+            content,
+        } => {
+            let sensitive = if content.is_sensitive() { ", holds secrets" } else { "" };
+            format!(
+                "write   {path} ({mode} {owner}:{group}, {}{sensitive})",
+                lines(&content.text)
+            )
+        }
+        ActionKind::Command {
+            argv,
+            env,
+            stdin,
+            ok_exit_codes,
+        } => {
+            let mut out = String::from("run     ");
+            for (k, v) in env {
+                out.push_str(&format!("{k}={} ", quote(v)));
+            }
+            out.push_str(&argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" "));
+            if let Some(stdin) = stdin {
+                out.push_str(&format!(" < ({} of input)", lines(&stdin.text)));
+            }
+            if let Some(codes) = ok_exit_codes {
+                let codes: Vec<String> = codes.iter().map(i32::to_string).collect();
+                out.push_str(&format!(" (exit {} is success)", codes.join(" or ")));
+            }
+            out
+        }
+        ActionKind::FetchKey {
+            keyid,
+            keyserver,
+            ppa,
+            dest,
+        } => match (keyid, ppa) {
+            (Some(keyid), _) => format!(
+                "fetch   key {keyid} from {} -> {dest} (fingerprint checked)",
+                keyserver.as_deref().unwrap_or("the keyserver")
+            ),
+            (None, Some(ppa)) => {
+                format!("fetch   signing key of ppa:{ppa} via Launchpad -> {dest} (fingerprint checked)")
+            }
+            (None, None) => format!("fetch   key -> {dest}"),
+        },
+        ActionKind::EditIni {
+            path,
+            section,
+            key,
+            value,
+        } => format!("set     [{section}] {key} = {value} in {path}"),
+        ActionKind::ReconfigureInstalled { packages } => format!(
+            "reconfigure the installed ones of: {}",
+            packages.join(" ")
+        ),
+        ActionKind::EnableService { unit } => format!("enable  {unit}"),
+        ActionKind::StartService { unit } => format!("start   {unit} (--no-block)"),
+    }
+}
+
+/// The whole plan as text; `plan` already holds redacted actions unless secrets were asked for.
+pub fn text(plan: &Plan, config_warnings: &[String]) -> String {
+    let mut out = String::new();
+    let facts = &plan.facts;
+    let mut known: Vec<String> = Vec::new();
+    for (name, value) in [
+        ("instance_id", &facts.instance_id),
+        ("hostname", &facts.hostname),
+        ("fqdn", &facts.fqdn),
+        ("release", &facts.release),
+    ] {
+        if let Some(v) = value {
+            known.push(format!("{name}={v}"));
+        }
+    }
+    out.push_str(&format!("facts: {}\n", known.join(" ")));
+    let mut module = "";
+    for action in &plan.actions {
+        if action.module != module {
+            module = action.module;
+            out.push_str(&format!("{module}:\n"));
+        }
+        out.push_str(&format!("  {}\n", describe(action)));
+    }
+    for warning in config_warnings {
+        out.push_str(&format!("warning: {warning}\n"));
+    }
+    for warning in &plan.warnings {
+        out.push_str(&format!("warning: {}: {}\n", warning.path, warning.message));
+    }
+    let n = plan.actions.len();
+    out.push_str(&format!(
+        "{n} action{} in {} module{}\n",
+        if n == 1 { "" } else { "s" },
+        plan.modules().len(),
+        if plan.modules().len() == 1 { "" } else { "s" }
+    ));
+    out
+}
