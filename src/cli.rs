@@ -170,7 +170,10 @@ fn validate(format: Format, files: &[String]) -> Result<u8, CliError> {
                 .map(|(name, loaded)| loaded.report.to_json(name))
                 .collect();
             let json = serde_json::json!({ "files": files });
-            write_out(&format!("{}\n", serde_json::to_string_pretty(&json).unwrap_or_default()));
+            write_out(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&json).unwrap_or_default()
+            ));
         }
     }
     Ok(worst)
@@ -189,25 +192,6 @@ pub fn load_valid(file: &str) -> Result<Loaded, CliError> {
     Ok(loaded)
 }
 
-fn config_warnings(loaded: &Loaded) -> Vec<(String, String)> {
-    loaded
-        .report
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == diag::Severity::Warning)
-        .map(|d| {
-            let mut message = d.full_message(&loaded.report.parts);
-            if !d.path.is_empty() {
-                message = message
-                    .strip_prefix(&format!("{}: ", d.path))
-                    .map(str::to_owned)
-                    .unwrap_or(message);
-            }
-            (d.path.clone(), message)
-        })
-        .collect()
-}
-
 fn plan_command(
     cli_config: Option<&Path>,
     user_data: &str,
@@ -221,43 +205,16 @@ fn plan_command(
     let facts = target::resolve(fact_args, root.unwrap_or(Path::new("/")))?;
     let config = loaded.config.clone().unwrap_or_default();
     let plan = plan::plan(&config, &facts, &system)?;
-    let plan = if show_secrets { plan } else { plan.redacted() };
-    let warnings = config_warnings(&loaded);
+    let warnings = loaded.warnings();
     match format {
-        Format::Text => {
-            let lines: Vec<String> = warnings
-                .iter()
-                .map(|(path, message)| {
-                    if path.is_empty() || message.starts_with(&format!("{path}:")) {
-                        message.clone()
-                    } else {
-                        format!("{path}: {message}")
-                    }
-                })
-                .collect();
-            write_out(&render::text(&plan, &lines));
-        }
+        // The text form summarises contents and never prints them, secrets or not.
+        Format::Text => write_out(&render::text(&plan, &warnings)),
         Format::Json => {
-            let mut all: Vec<serde_json::Value> = warnings
-                .iter()
-                .map(|(path, message)| serde_json::json!({"path": path, "message": message}))
-                .collect();
-            all.extend(
-                plan.warnings
-                    .iter()
-                    .map(|w| serde_json::json!({"path": w.path, "message": w.message})),
-            );
-            let json = serde_json::json!({
-                "facts": {
-                    "instance_id": plan.facts.instance_id,
-                    "hostname": plan.facts.hostname,
-                    "fqdn": plan.facts.fqdn,
-                    "release": plan.facts.release,
-                },
-                "actions": plan.actions,
-                "warnings": all,
-            });
-            write_out(&format!("{}\n", serde_json::to_string_pretty(&json).unwrap_or_default()));
+            let shown = if show_secrets { plan } else { plan.redacted() };
+            write_out(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&render::json(&shown, &warnings)).unwrap_or_default()
+            ))
         }
     }
     Ok(0)

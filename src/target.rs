@@ -90,9 +90,10 @@ pub fn resolve(args: &FactArgs, root: &Path) -> Result<Facts, FactsError> {
         .clone()
         .or_else(|| read_trimmed(&root.join("etc/hostname")));
     let fqdn = args.fqdn.clone().or_else(|| hostname.clone());
-    let instance_id = args.instance_id.clone().or_else(|| {
-        read_trimmed(&root.join("etc/machine-id")).map(|id| format!("iid-{id}"))
-    });
+    let instance_id = args
+        .instance_id
+        .clone()
+        .or_else(|| read_trimmed(&root.join("etc/machine-id")).map(|id| format!("iid-{id}")));
     if let Some(id) = &instance_id {
         check_instance_id(id)?;
     }

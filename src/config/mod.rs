@@ -93,6 +93,16 @@ pub struct CloudConfig {
     pub puppet: Option<Puppet>,
 }
 
+/// Schema of text that may be written as a bare number (`keyid: 12345678`, `[hello, 2.10]`):
+/// read as the characters written.
+#[derive(JsonSchema)]
+#[schemars(untagged)]
+#[allow(dead_code)]
+pub(crate) enum TextOrNumber {
+    Text(String),
+    Number(f64),
+}
+
 /// Keys cloud-init reads at the top level that cloudcfg does not run (from cloud-init 22.4's
 /// schema and module list). They get their own warning rather than "unknown key".
 pub const CLOUD_INIT_KEYS_NOT_HANDLED: &[&str] = &[
@@ -251,6 +261,23 @@ impl Loaded {
     pub fn is_valid(&self) -> bool {
         self.config.is_some() && !self.report.has_errors()
     }
+
+    /// The warnings as `(path, message)`, the message naming its part when there are parts.
+    pub fn warnings(&self) -> Vec<(String, String)> {
+        self.report
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == crate::diag::Severity::Warning)
+            .map(|d| {
+                let full = d.full_message(&self.report.parts);
+                let message = full
+                    .strip_prefix(&format!("{}: ", d.path))
+                    .filter(|_| !d.path.is_empty())
+                    .map_or_else(|| full.clone(), str::to_owned);
+                (d.path.clone(), message)
+            })
+            .collect()
+    }
 }
 
 pub fn suggest<'k>(key: &str, candidates: impl IntoIterator<Item = &'k str>) -> Option<&'k str> {
@@ -268,7 +295,10 @@ fn unknown_key_diagnostic(unknown: &UnknownKey) -> Diagnostic {
         return Diagnostic::warning(
             unknown.pos,
             &unknown.path,
-            format!("`{}` is a cloud-init key not handled by cloudcfg: ignored", unknown.key),
+            format!(
+                "`{}` is a cloud-init key not handled by cloudcfg: ignored",
+                unknown.key
+            ),
         );
     }
     let mut message = format!("unknown key `{}`: ignored", unknown.key);

@@ -61,7 +61,9 @@ impl SystemConfig {
     }
 
     pub fn launchpad_api(&self) -> &str {
-        self.launchpad_api.as_deref().unwrap_or(DEFAULT_LAUNCHPAD_API)
+        self.launchpad_api
+            .as_deref()
+            .unwrap_or(DEFAULT_LAUNCHPAD_API)
     }
 
     pub fn autosign_policy(&self) -> &str {
@@ -110,24 +112,39 @@ pub fn parse(text: &str, path: &str) -> Result<SystemConfig, SystemConfigError> 
         .map(|u| Diagnostic::error(u.pos, u.path, format!("unknown key `{}`", u.key)))
         .collect();
     for dup in doc.duplicates {
-        diagnostics.push(Diagnostic::error(dup.second, "", format!("duplicate key `{}`", dup.key)));
+        diagnostics.push(Diagnostic::error(
+            dup.second,
+            "",
+            format!("duplicate key `{}`", dup.key),
+        ));
     }
     match result {
         Err(e) => {
-            diagnostics.push(Diagnostic::error(e.pos.unwrap_or(root.pos), e.path, e.message));
+            diagnostics.push(Diagnostic::error(
+                e.pos.unwrap_or(root.pos),
+                e.path,
+                e.message,
+            ));
             Err(invalid(diagnostics))
         }
         Ok(_) if !diagnostics.is_empty() => Err(invalid(diagnostics)),
         Ok(config) => {
             let mut problems = Vec::new();
-            if let Some(ks) = &config.keyserver {
-                if let Err(e) = super::values::keyserver(ks) {
-                    problems.push(Diagnostic::error(ctx.pos("keyserver").unwrap_or(root.pos), "keyserver", e));
-                }
+            if let Some(ks) = &config.keyserver
+                && let Err(e) = super::values::keyserver(ks)
+            {
+                problems.push(Diagnostic::error(
+                    ctx.pos("keyserver").unwrap_or(root.pos),
+                    "keyserver",
+                    e,
+                ));
             }
             for (key, value) in [
                 ("launchpad_api", config.launchpad_api.as_deref()),
-                ("ec2.metadata_url", config.ec2.as_ref().and_then(|e| e.metadata_url.as_deref())),
+                (
+                    "ec2.metadata_url",
+                    config.ec2.as_ref().and_then(|e| e.metadata_url.as_deref()),
+                ),
             ] {
                 if let Some(Err(e)) = value.map(super::values::url) {
                     problems.push(Diagnostic::error(ctx.pos(key).unwrap_or(root.pos), key, e));
@@ -161,14 +178,21 @@ mod tests {
     #[test]
     fn unknown_keys_are_errors() {
         let err = parse("keyserver: ks.example.org\nkeysever: x\n", "c.yaml").unwrap_err();
-        assert!(err.to_string().contains("c.yaml:2:1: error: keysever: unknown key"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("c.yaml:2:1: error: keysever: unknown key"),
+            "{err}"
+        );
     }
 
     #[test]
     fn defaults() {
         let config = parse("", "c.yaml").unwrap();
         assert_eq!(config.keyserver(), "keyserver.ubuntu.com");
-        assert_eq!(config.datasources(), vec![DatasourceName::Nocloud, DatasourceName::Ec2]);
+        assert_eq!(
+            config.datasources(),
+            vec![DatasourceName::Nocloud, DatasourceName::Ec2]
+        );
     }
 
     #[test]

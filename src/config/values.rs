@@ -81,7 +81,10 @@ pub fn armored_key_fingerprints(text: &str) -> Result<Vec<String>, String> {
     use pgp::composed::{Deserializable, SignedPublicKey};
     use pgp::types::KeyDetails;
 
-    if !text.trim_start().starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----") {
+    if !text
+        .trim_start()
+        .starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----")
+    {
         return Err("must be an ASCII-armored OpenPGP public key block \
                     (-----BEGIN PGP PUBLIC KEY BLOCK-----)"
             .into());
@@ -126,14 +129,23 @@ pub fn pem_certificates(text: &str) -> Result<Vec<String>, String> {
 
 static PACKAGE_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?$").expect("static regex"));
-static VERSION: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^([0-9]+:)?[0-9][A-Za-z0-9.+~:-]*$").expect("static regex")
-});
+static VERSION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^([0-9]+:)?[0-9][A-Za-z0-9.+~:-]*$").expect("static regex"));
 static RELEASE_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9][A-Za-z0-9.+~-]*$").expect("static regex"));
 
 /// A package as apt-get takes it: `name`, `name:arch`, `name=version` or `name/release`.
 pub fn package_spec(spec: &str) -> Result<(), String> {
+    package_spec_parts(spec).map_err(|reason| {
+        if reason.starts_with(&format!("{spec:?}")) {
+            reason
+        } else {
+            format!("{spec:?}: {reason}")
+        }
+    })
+}
+
+fn package_spec_parts(spec: &str) -> Result<(), String> {
     if let Some((name, version)) = spec.split_once('=') {
         package_name(name)?;
         return package_version(version);
@@ -181,7 +193,9 @@ pub fn url(value: &str) -> Result<(), String> {
     if URL.is_match(value) {
         Ok(())
     } else {
-        Err(format!("{value:?} is not a URL (scheme://host[:port][/path])"))
+        Err(format!(
+            "{value:?} is not a URL (scheme://host[:port][/path])"
+        ))
     }
 }
 
@@ -255,7 +269,9 @@ pub fn deb_line(line: &str) -> Result<(), String> {
     };
     let is_variable = |w: &str| w.starts_with('$');
     if !is_variable(uri) && !uri.contains(':') {
-        return Err(format!("{uri:?} is not a URI (e.g. http://deb.debian.org/debian)"));
+        return Err(format!(
+            "{uri:?} is not a URI (e.g. http://deb.debian.org/debian)"
+        ));
     }
     let Some(suite) = words.get(1) else {
         return Err(format!("{line:?} has no suite (e.g. bookworm)"));
@@ -311,19 +327,21 @@ pub fn path_under(path: &str, roots: &[&str]) -> Result<(), String> {
     if !path.starts_with('/') {
         return Err(format!("{path:?} must be an absolute path"));
     }
-    if path.split('/').skip(1).any(|c| c == ".." || c == "." || c.is_empty()) {
-        return Err(format!("{path:?} must be a normalised path (no `.`, `..` or `//`)"));
-    }
-    if roots
-        .iter()
-        .any(|root| path.len() > root.len() && path.starts_with(root) && path[root.len()..].starts_with('/'))
+    if path
+        .split('/')
+        .skip(1)
+        .any(|c| c == ".." || c == "." || c.is_empty())
     {
+        return Err(format!(
+            "{path:?} must be a normalised path (no `.`, `..` or `//`)"
+        ));
+    }
+    if roots.iter().any(|root| {
+        path.len() > root.len() && path.starts_with(root) && path[root.len()..].starts_with('/')
+    }) {
         Ok(())
     } else {
-        Err(format!(
-            "{path:?} must lie under {}",
-            roots.join(", ")
-        ))
+        Err(format!("{path:?} must lie under {}", roots.join(", ")))
     }
 }
 
@@ -342,7 +360,10 @@ mod tests {
 
     #[test]
     fn key_ids() {
-        assert_eq!(KeyId::parse("b54f83ba163d7715").unwrap().as_str(), "B54F83BA163D7715");
+        assert_eq!(
+            KeyId::parse("b54f83ba163d7715").unwrap().as_str(),
+            "B54F83BA163D7715"
+        );
         assert!(KeyId::parse("12345678").unwrap().is_short());
         let fpr = KeyId::parse("897F B1D8 6845 F884 F323  74A8 B54F 83BA 163D 7715").unwrap();
         assert!(fpr.matches("897FB1D86845F884F32374A8B54F83BA163D7715"));
@@ -379,7 +400,10 @@ mod tests {
     #[test]
     fn ppas() {
         assert_eq!(
-            Ppa::parse("ppa:example-team/example-ppa").unwrap().unwrap().stem(),
+            Ppa::parse("ppa:example-team/example-ppa")
+                .unwrap()
+                .unwrap()
+                .stem(),
             "example-team-ubuntu-example-ppa"
         );
         assert!(Ppa::parse("ppa:nameonly").unwrap().is_err());

@@ -94,7 +94,9 @@ impl de::Error for DeError {
             .map(|v| format!("`{v}`"))
             .collect::<Vec<_>>()
             .join(", ");
-        Self::custom(format_args!("unknown value `{variant}`, expected one of {list}"))
+        Self::custom(format_args!(
+            "unknown value `{variant}`, expected one of {list}"
+        ))
     }
 }
 
@@ -273,9 +275,11 @@ impl<'a> NodeDe<'a> {
 
     fn number<T: std::str::FromStr>(&self, what: &str) -> Result<T, DeError> {
         match &self.node.value {
-            Value::Scalar(s) if s.resolve() == Resolved::Int => {
-                s.text.replace('_', "").parse().map_err(|_| self.expected(what))
-            }
+            Value::Scalar(s) if s.resolve() == Resolved::Int => s
+                .text
+                .replace('_', "")
+                .parse()
+                .map_err(|_| self.expected(what)),
             _ => Err(self.expected(what)),
         }
     }
@@ -308,7 +312,9 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
                 Resolved::Str => visitor.visit_str(&s.text),
             },
             Value::Seq(items) => visitor.visit_seq(SeqAccess::new(items, self.path, self.ctx)),
-            Value::Map(_) => visitor.visit_map(MapAccess::new(self.node, self.path, self.ctx, None)),
+            Value::Map(_) => {
+                visitor.visit_map(MapAccess::new(self.node, self.path, self.ctx, None))
+            }
         };
         result.map_err(|e| self.locate(e))
     }
@@ -436,7 +442,9 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
                 .visit_seq(de::value::SeqDeserializer::new(parts.into_iter()))
                 .map_err(|e| self.locate(e));
         }
-        visitor.visit_newtype_struct(self).map_err(|e| self.locate(e))
+        visitor
+            .visit_newtype_struct(self)
+            .map_err(|e| self.locate(e))
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
@@ -448,7 +456,11 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
         }
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_seq(visitor)
     }
 

@@ -120,7 +120,9 @@ impl DecodeError {
     /// The message without the position, which diagnostics print separately.
     pub fn bare_message(&self) -> String {
         match self {
-            DecodeError::NotUtf8 { byte, .. } => format!("not UTF-8 text: invalid byte 0x{byte:02x}"),
+            DecodeError::NotUtf8 { byte, .. } => {
+                format!("not UTF-8 text: invalid byte 0x{byte:02x}")
+            }
             DecodeError::Yaml { error, .. } => error.message.clone(),
             DecodeError::NotAMapping { found, .. } => {
                 format!("cloud-config must be a mapping of keys, found {found}")
@@ -189,7 +191,11 @@ fn sniff(body: &[u8]) -> Option<&'static str> {
 }
 
 fn is_mime(body: &[u8]) -> bool {
-    let head: Vec<u8> = body.iter().take(256).map(|b| b.to_ascii_lowercase()).collect();
+    let head: Vec<u8> = body
+        .iter()
+        .take(256)
+        .map(|b| b.to_ascii_lowercase())
+        .collect();
     let starts = |p: &[u8]| head.starts_with(p);
     starts(b"content-type:") || starts(b"mime-version:")
 }
@@ -209,7 +215,7 @@ fn gunzip(data: &[u8], budget: &mut usize, limit: usize) -> Result<Vec<u8>, Deco
     Ok(out)
 }
 
-fn utf8_text<'b>(part: Option<String>, bytes: &'b [u8]) -> Result<&'b str, DecodeError> {
+fn utf8_text(part: Option<String>, bytes: &[u8]) -> Result<&str, DecodeError> {
     std::str::from_utf8(bytes).map_err(|e| {
         let good = &bytes[..e.valid_up_to()];
         let line_start = good.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
@@ -238,7 +244,12 @@ impl Decoder<'_> {
         self.out.parts.len() + 1
     }
 
-    fn add_part(&mut self, content_type: &str, gzip: bool, named: bool) -> Result<usize, DecodeError> {
+    fn add_part(
+        &mut self,
+        content_type: &str,
+        gzip: bool,
+        named: bool,
+    ) -> Result<usize, DecodeError> {
         if self.out.parts.len() >= self.limits.max_parts {
             return Err(DecodeError::TooManyParts {
                 limit: self.limits.max_parts,
@@ -263,10 +274,7 @@ impl Decoder<'_> {
     }
 
     fn label(&self, part: usize) -> Option<String> {
-        self.out
-            .part(part)
-            .filter(|p| p.named)
-            .map(PartInfo::label)
+        self.out.part(part).filter(|p| p.named).map(PartInfo::label)
     }
 
     fn cloud_config(&mut self, part: usize, body: &[u8]) -> Result<(), DecodeError> {
@@ -317,7 +325,9 @@ impl Decoder<'_> {
             | "text/cloud-config-jsonp" => {
                 self.warn(
                     part,
-                    format!("{content_type} user data is not handled by cloudcfg: this part is not run"),
+                    format!(
+                        "{content_type} user data is not handled by cloudcfg: this part is not run"
+                    ),
                 );
                 Ok(())
             }
@@ -479,7 +489,11 @@ mod tests {
 
     #[test]
     fn gzip_is_detected_by_magic() {
-        let ud = decode(&gzip(b"#cloud-config\npackages: [hello]\n"), &Limits::default()).unwrap();
+        let ud = decode(
+            &gzip(b"#cloud-config\npackages: [hello]\n"),
+            &Limits::default(),
+        )
+        .unwrap();
         assert!(ud.root.unwrap().get("packages").is_some());
         assert!(ud.parts[0].gzip);
     }
@@ -497,7 +511,11 @@ mod tests {
 
     #[test]
     fn non_utf8_reports_its_position() {
-        let err = decode(b"#cloud-config\npackages:\n  - h\xffllo\n", &Limits::default()).unwrap_err();
+        let err = decode(
+            b"#cloud-config\npackages:\n  - h\xffllo\n",
+            &Limits::default(),
+        )
+        .unwrap_err();
         assert_eq!(
             err,
             DecodeError::NotUtf8 {

@@ -14,6 +14,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::LazyLock;
+
+use regex::Regex;
 
 use granit_parser::{Event, Parser, ScalarStyle};
 
@@ -116,51 +119,26 @@ fn resolve_plain(text: &str) -> Resolved {
     }
 }
 
+// PyYAML's resolver patterns for int and float (yaml/resolver.py), verbatim in meaning.
+static YAML11_INT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+)$",
+    )
+    .expect("static regex")
+});
+static YAML11_FLOAT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+    )
+    .expect("static regex")
+});
+
 fn is_yaml11_int(text: &str) -> bool {
-    let body = text.strip_prefix(['-', '+']).unwrap_or(text);
-    if body.is_empty() {
-        return false;
-    }
-    if let Some(bin) = body.strip_prefix("0b") {
-        return !bin.is_empty() && bin.chars().all(|c| matches!(c, '0' | '1' | '_'));
-    }
-    if let Some(hex) = body.strip_prefix("0x") {
-        return !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit() || c == '_');
-    }
-    if body == "0" {
-        return true;
-    }
-    if let Some(oct) = body.strip_prefix('0') {
-        return oct.chars().all(|c| matches!(c, '0'..='7' | '_'));
-    }
-    let mut chars = body.chars();
-    if !matches!(chars.next(), Some('1'..='9')) {
-        return false;
-    }
-    // Sexagesimal integers (190:20:30) are YAML 1.1 too.
-    body.chars().all(|c| c.is_ascii_digit() || c == '_' || c == ':') && !body.ends_with(':')
+    YAML11_INT.is_match(text)
 }
 
 fn is_yaml11_float(text: &str) -> bool {
-    let body = text.strip_prefix(['-', '+']).unwrap_or(text);
-    if matches!(body, ".inf" | ".Inf" | ".INF") || matches!(text, ".nan" | ".NaN" | ".NAN") {
-        return true;
-    }
-    let (mantissa, exponent) = match body.find(['e', 'E']) {
-        Some(i) => (&body[..i], Some(&body[i + 1..])),
-        None => (body, None),
-    };
-    if let Some(exp) = exponent {
-        let digits = exp.strip_prefix(['-', '+']);
-        match digits {
-            Some(d) if !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()) => {}
-            _ => return false,
-        }
-    }
-    mantissa.contains('.')
-        && !mantissa.starts_with("..")
-        && mantissa.chars().all(|c| c.is_ascii_digit() || c == '_' || c == '.')
-        && mantissa.chars().any(|c| c.is_ascii_digit())
+    YAML11_FLOAT.is_match(text)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -387,7 +365,10 @@ impl Builder<'_> {
             }
         }
         for entry in merged {
-            if !result.iter().any(|e| e.key.scalar_text() == entry.key.scalar_text()) {
+            if !result
+                .iter()
+                .any(|e| e.key.scalar_text() == entry.key.scalar_text())
+            {
                 result.push(entry);
             }
         }
@@ -521,9 +502,10 @@ impl Builder<'_> {
 pub fn parse(text: &str, limits: &Limits) -> Result<Document, YamlError> {
     let mut options = granit_parser::Options::default();
     options.set_emit_comments(false);
-    // The parser's own nesting guards sit just above ours, so ours report first.
-    options.flow_nesting_limit = limits.max_depth + 1;
-    options.block_nesting_limit = limits.max_depth + 1;
+    // The parser's own nesting guards sit well above ours, so ours normally report first; the
+    // scanner looks ahead of the events we count.
+    options.flow_nesting_limit = limits.max_depth + 64;
+    options.block_nesting_limit = limits.max_depth + 64;
     let parser = Parser::new_from_str_with_options(text, options);
     let mut builder = Builder {
         limits,
@@ -559,21 +541,35 @@ mod tests {
     #[test]
     fn keeps_raw_scalar_text_and_positions() {
         let doc = parse_ok("a:\n  keyid: 01234567\n");
-        let keyid = doc.root.unwrap().get("a").unwrap().get("keyid").unwrap().clone();
+        let keyid = doc
+            .root
+            .unwrap()
+            .get("a")
+            .unwrap()
+            .get("keyid")
+            .unwrap()
+            .clone();
         assert_eq!(keyid.scalar_text(), Some("01234567"));
         assert_eq!(keyid.pos, Pos::new(2, 10));
     }
 
     #[test]
     fn resolves_exactly_pyyaml_booleans() {
-        for yes in ["yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"] {
+        for yes in [
+            "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON",
+        ] {
             assert_eq!(resolve_plain(yes), Resolved::Bool(true), "{yes}");
         }
-        for no in ["no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"] {
+        for no in [
+            "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF",
+        ] {
             assert_eq!(resolve_plain(no), Resolved::Bool(false), "{no}");
         }
         for not_bool in ["y", "n", "yEs", "tRUE", "oN", "1"] {
-            assert!(!matches!(resolve_plain(not_bool), Resolved::Bool(_)), "{not_bool}");
+            assert!(
+                !matches!(resolve_plain(not_bool), Resolved::Bool(_)),
+                "{not_bool}"
+            );
         }
     }
 
@@ -586,6 +582,9 @@ mod tests {
         assert_eq!(resolve_plain("1.0e+5"), Resolved::Float);
         assert_eq!(resolve_plain("B54F83BA"), Resolved::Str);
         assert_eq!(resolve_plain("2.10-1"), Resolved::Str);
+        assert_eq!(resolve_plain("1.2.840.113549.1.9.7"), Resolved::Str);
+        assert_eq!(resolve_plain("0777"), Resolved::Int);
+        assert_eq!(resolve_plain("0789"), Resolved::Str);
     }
 
     #[test]
@@ -627,7 +626,12 @@ mod tests {
     fn depth_is_bounded() {
         let limits = Limits::default();
         let deep = "[".repeat(limits.max_depth + 1) + &"]".repeat(limits.max_depth + 1);
-        assert!(parse(&deep, &limits).unwrap_err().message.contains("nesting"));
+        assert!(
+            parse(&deep, &limits)
+                .unwrap_err()
+                .message
+                .contains("nesting")
+        );
         let ok = "[".repeat(limits.max_depth) + &"]".repeat(limits.max_depth);
         assert!(parse(&ok, &limits).is_ok());
     }

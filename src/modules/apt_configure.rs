@@ -45,9 +45,10 @@ pub struct Source {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     /// Key id (8 or 16 hex digits) or fingerprint (40) of the signing key, fetched from
-    /// `keyserver`; its fingerprint is checked against this.
+    /// `keyserver`; its fingerprint is checked against this. With `key` too, the key block is
+    /// used and must have this fingerprint.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<KeyIdSchema>")]
+    #[schemars(with = "Option<crate::config::TextOrNumber>")]
     pub keyid: Option<String>,
     /// The signing key as an ASCII-armored OpenPGP public key block.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -61,15 +62,6 @@ pub struct Source {
     /// false: this line replaces what earlier entries put into the same file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub append: Option<bool>,
-}
-
-/// A key id may be written as a bare number (`keyid: 12345678`): read as the digits written.
-#[derive(JsonSchema)]
-#[schemars(untagged)]
-#[allow(dead_code)]
-enum KeyIdSchema {
-    Text(String),
-    Number(u64),
 }
 
 /// A mirror for one set of architectures (`apt.primary`, `apt.security`).
@@ -88,7 +80,7 @@ pub struct Mirror {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub search_dns: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<KeyIdSchema>")]
+    #[schemars(with = "Option<crate::config::TextOrNumber>")]
     pub keyid: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
@@ -205,7 +197,9 @@ impl SourceEntry<'_> {
             .or_else(|| self.name.map(str::to_owned))
             .or_else(|| self.ppa().map(|p| p.stem()))
             .unwrap_or_else(|| SEED_SOURCES_STEM.to_owned());
-        name.strip_suffix(".list").map(str::to_owned).unwrap_or(name)
+        name.strip_suffix(".list")
+            .map(str::to_owned)
+            .unwrap_or(name)
     }
 
     /// `/etc/apt/sources.list.d/<name>.list`.
@@ -320,7 +314,8 @@ fn has_mirror_config(config: &CloudConfig) -> bool {
 
 /// Whether this config writes /etc/apt/sources.list (contract.md: only when asked to).
 fn writes_sources_list(config: &CloudConfig) -> bool {
-    !preserve_sources_list(config) && (has_mirror_config(config) || custom_sources_list(config).is_some())
+    !preserve_sources_list(config)
+        && (has_mirror_config(config) || custom_sources_list(config).is_some())
 }
 
 /// Whether the module adds any apt source (so package lists must be refreshed).
@@ -343,31 +338,41 @@ fn check_key_fields(
 ) {
     if let Some(keyid) = keyid {
         let p = format!("{path}.keyid");
-        if let Some(id) = cx.check(&p, KeyId::parse(keyid)) {
-            if id.is_short() {
-                cx.warning(
-                    &p,
-                    "an 8-digit key id is easy to collide with; use the 40-digit fingerprint",
-                );
-            }
+        if let Some(id) = cx.check(&p, KeyId::parse(keyid))
+            && id.is_short()
+        {
+            cx.warning(
+                &p,
+                "an 8-digit key id is easy to collide with; use the 40-digit fingerprint",
+            );
         }
     }
     if let Some(key) = key {
-        cx.check(
+        let fingerprints = cx.check(
             &format!("{path}.key"),
             values::armored_key_fingerprints(key).map_err(|e| format!("key {e}")),
         );
-        if keyid.is_some() {
-            cx.warning(
+        let wanted = keyid.and_then(|k| KeyId::parse(k).ok());
+        if let (Some(fingerprints), Some(wanted)) = (fingerprints, wanted)
+            && !fingerprints.iter().any(|f| wanted.matches(f))
+        {
+            cx.error(
                 &format!("{path}.keyid"),
-                "both `key` and `keyid` given: the key block is used, and its fingerprint must match the keyid",
+                format!(
+                    "the key block's fingerprint ({}) does not end with keyid {}",
+                    fingerprints.join(", "),
+                    wanted.as_str()
+                ),
             );
         }
     }
     if let Some(keyserver) = keyserver {
         cx.check(&format!("{path}.keyserver"), values::keyserver(keyserver));
         if keyid.is_none() {
-            cx.warning(&format!("{path}.keyserver"), "`keyserver` without `keyid` is not used");
+            cx.warning(
+                &format!("{path}.keyserver"),
+                "`keyserver` without `keyid` is not used",
+            );
         }
     }
 }
@@ -376,12 +381,24 @@ fn check_source(cx: &mut Checker<'_>, entry: &SourceEntry<'_>) {
     let path = &entry.path;
     let src = entry.source;
     if let Some(name) = entry.name {
-        cx.check(path, values::plain_file_name(name).map_err(|e| format!("source name {e}")));
+        cx.check(
+            path,
+            values::plain_file_name(name).map_err(|e| format!("source name {e}")),
+        );
     }
     if let Some(filename) = &src.filename {
-        cx.check(&format!("{path}.filename"), values::plain_file_name(filename));
+        cx.check(
+            &format!("{path}.filename"),
+            values::plain_file_name(filename),
+        );
     }
-    check_key_fields(cx, path, src.keyid.as_ref(), src.key.as_ref(), src.keyserver.as_ref());
+    check_key_fields(
+        cx,
+        path,
+        src.keyid.as_ref(),
+        src.key.as_ref(),
+        src.keyserver.as_ref(),
+    );
     match &src.source {
         None => {
             if src.key.is_some() || src.keyid.is_some() {
@@ -394,7 +411,10 @@ fn check_source(cx: &mut Checker<'_>, entry: &SourceEntry<'_>) {
                     ),
                 );
             } else {
-                cx.error(path, "needs `source` (a deb line or ppa:owner/name) or a key");
+                cx.error(
+                    path,
+                    "needs `source` (a deb line or ppa:owner/name) or a key",
+                );
             }
         }
         Some(line) => {
@@ -456,12 +476,26 @@ fn check_mirrors(cx: &mut Checker<'_>, path: &str, mirrors: &[Mirror]) {
                 "not supported by cloudcfg (it needs DNS probing): ignored",
             );
         }
-        check_key_fields(cx, &p, mirror.keyid.as_ref(), mirror.key.as_ref(), mirror.keyserver.as_ref());
+        check_key_fields(
+            cx,
+            &p,
+            mirror.keyid.as_ref(),
+            mirror.key.as_ref(),
+            mirror.keyserver.as_ref(),
+        );
     }
 }
 
 const DEBCONF_TYPES: &[&str] = &[
-    "string", "boolean", "select", "multiselect", "note", "text", "password", "title", "error",
+    "string",
+    "boolean",
+    "select",
+    "multiselect",
+    "note",
+    "text",
+    "password",
+    "title",
+    "error",
     "seen",
 ];
 
@@ -510,11 +544,20 @@ pub fn check(config: &CloudConfig, cx: &mut Checker<'_>) {
         ("apt_http_proxy", config.apt_http_proxy.is_some()),
         ("apt_ftp_proxy", config.apt_ftp_proxy.is_some()),
         ("apt_https_proxy", config.apt_https_proxy.is_some()),
-        ("apt_preserve_sources_list", config.apt_preserve_sources_list.is_some()),
+        (
+            "apt_preserve_sources_list",
+            config.apt_preserve_sources_list.is_some(),
+        ),
         ("apt_mirror", config.apt_mirror.is_some()),
         ("apt_mirror_search", config.apt_mirror_search.is_some()),
-        ("apt_mirror_search_dns", config.apt_mirror_search_dns.is_some()),
-        ("apt_custom_sources_list", config.apt_custom_sources_list.is_some()),
+        (
+            "apt_mirror_search_dns",
+            config.apt_mirror_search_dns.is_some(),
+        ),
+        (
+            "apt_custom_sources_list",
+            config.apt_custom_sources_list.is_some(),
+        ),
         ("add_apt_repo_match", config.add_apt_repo_match.is_some()),
     ]
     .into_iter()
@@ -535,7 +578,10 @@ pub fn check(config: &CloudConfig, cx: &mut Checker<'_>) {
     }
     if let Some(apt) = &config.apt {
         if apt.proxy.is_some() && apt.http_proxy.is_some() && apt.proxy != apt.http_proxy {
-            cx.warning("apt.proxy", "`proxy` and `http_proxy` differ: `http_proxy` is used");
+            cx.warning(
+                "apt.proxy",
+                "`proxy` and `http_proxy` differ: `http_proxy` is used",
+            );
         }
         if let Some(primary) = &apt.primary {
             check_mirrors(cx, "apt.primary", primary);
@@ -545,7 +591,11 @@ pub fn check(config: &CloudConfig, cx: &mut Checker<'_>) {
         }
         if let Some(selections) = &apt.debconf_selections {
             for (name, text) in selections {
-                check_debconf_text(cx, &crate::decode::de::join_key("apt.debconf_selections", name), text);
+                check_debconf_text(
+                    cx,
+                    &crate::decode::de::join_key("apt.debconf_selections", name),
+                    text,
+                );
             }
         }
         if apt.add_apt_repo_match.is_some() {
@@ -572,9 +622,14 @@ pub fn check(config: &CloudConfig, cx: &mut Checker<'_>) {
         cx.check("apt_mirror", values::url(uri));
     }
     if config.apt_mirror_search_dns == Some(true) {
-        cx.warning("apt_mirror_search_dns", "not supported by cloudcfg (it needs DNS probing): ignored");
+        cx.warning(
+            "apt_mirror_search_dns",
+            "not supported by cloudcfg (it needs DNS probing): ignored",
+        );
     }
-    if preserve_sources_list(config) && (has_mirror_config(config) || custom_sources_list(config).is_some()) {
+    if preserve_sources_list(config)
+        && (has_mirror_config(config) || custom_sources_list(config).is_some())
+    {
         cx.warning(
             "apt.preserve_sources_list",
             "sources.list is preserved: the mirrors and sources_list given are not written",
@@ -582,14 +637,21 @@ pub fn check(config: &CloudConfig, cx: &mut Checker<'_>) {
     }
     for (i, entry) in config.apt_conf.iter().flatten().enumerate() {
         if let Some(filename) = &entry.filename {
-            cx.check(&format!("apt_conf[{i}].filename"), values::plain_file_name(filename));
+            cx.check(
+                &format!("apt_conf[{i}].filename"),
+                values::plain_file_name(filename),
+            );
         }
     }
     match &config.debconf_selections {
         Some(DebconfSelections::Text(text)) => check_debconf_text(cx, "debconf_selections", text),
         Some(DebconfSelections::Named(named)) => {
             for (name, text) in named {
-                check_debconf_text(cx, &crate::decode::de::join_key("debconf_selections", name), text);
+                check_debconf_text(
+                    cx,
+                    &crate::decode::de::join_key("debconf_selections", name),
+                    text,
+                );
             }
         }
         None => {}
@@ -672,7 +734,11 @@ fn arch_mirror<'m>(mirrors: Option<&'m Vec<Mirror>>, arch: &str) -> Option<&'m M
     mirrors
         .iter()
         .find(|m| m.arches.iter().any(|a| a == arch))
-        .or_else(|| mirrors.iter().find(|m| m.arches.iter().any(|a| a == "default")))
+        .or_else(|| {
+            mirrors
+                .iter()
+                .find(|m| m.arches.iter().any(|a| a == "default"))
+        })
 }
 
 fn mirror_uri(mirror: &Mirror) -> Option<String> {
@@ -695,7 +761,8 @@ pub fn mirrors(config: &CloudConfig, facts: &Facts) -> Mirrors {
                 .as_ref()
                 .and_then(|s| s.first().cloned())
         });
-    let security = arch_mirror(apt.and_then(|a| a.security.as_ref()), &facts.arch).and_then(mirror_uri);
+    let security =
+        arch_mirror(apt.and_then(|a| a.security.as_ref()), &facts.arch).and_then(mirror_uri);
     let ports = !matches!(facts.arch.as_str(), "amd64" | "i386");
     let (default_primary, default_security) = match facts.distro() {
         Distro::Debian => (
@@ -785,7 +852,9 @@ fn disable_suites(text: &str, disabled: &[String], release: &str) -> String {
         }
         let disabled = !line.starts_with('#')
             && words.len() > 1
-            && words.get(suite_at).is_some_and(|s| suites.iter().any(|d| d == s));
+            && words
+                .get(suite_at)
+                .is_some_and(|s| suites.iter().any(|d| d == s));
         if disabled {
             out.push_str("# suite disabled by cloud-init: ");
         }
@@ -801,7 +870,8 @@ fn sources_list_text(config: &CloudConfig, facts: &Facts, release: &str) -> Stri
     } else {
         format!("{release}-security")
     };
-    let template = custom_sources_list(config).unwrap_or_else(|| default_sources_list(facts.distro()));
+    let template =
+        custom_sources_list(config).unwrap_or_else(|| default_sources_list(facts.distro()));
     let template = template
         .strip_prefix("## template:jinja\n")
         .unwrap_or(template);
@@ -872,7 +942,11 @@ fn selections_text(config: &CloudConfig) -> Option<String> {
         Some(DebconfSelections::Named(map)) => texts.push(named(map)),
         None => {}
     }
-    if let Some(map) = config.apt.as_ref().and_then(|a| a.debconf_selections.as_ref()) {
+    if let Some(map) = config
+        .apt
+        .as_ref()
+        .and_then(|a| a.debconf_selections.as_ref())
+    {
         texts.push(named(map));
     }
     let mut text = texts
@@ -926,7 +1000,10 @@ pub fn plan(planner: &mut Planner<'_>) -> Result<(), PlanError> {
     // 1. apt.conf.d snippets and the proxy file.
     let mut snippets: IndexMap<String, String> = IndexMap::new();
     for entry in config.apt_conf.iter().flatten() {
-        let name = entry.filename.clone().unwrap_or_else(|| SEED_CONF_FILE.into());
+        let name = entry
+            .filename
+            .clone()
+            .unwrap_or_else(|| SEED_CONF_FILE.into());
         snippets.entry(name).or_default().push_str(&entry.content);
     }
     for (name, content) in snippets {
@@ -972,7 +1049,8 @@ pub fn plan(planner: &mut Planner<'_>) -> Result<(), PlanError> {
             }
             planner.write_file(dest, 0o644, Text::plain(text));
         } else if let Some(keyid) = &src.keyid {
-            let keyid = KeyId::parse(keyid).map_or_else(|_| keyid.clone(), |k| k.as_str().to_owned());
+            let keyid =
+                KeyId::parse(keyid).map_or_else(|_| keyid.clone(), |k| k.as_str().to_owned());
             let keyserver = values::keyserver_url(
                 src.keyserver
                     .as_deref()
@@ -1061,7 +1139,14 @@ pub fn plan(planner: &mut Planner<'_>) -> Result<(), PlanError> {
     for (path, content) in files {
         let secrets = url_credentials(&content);
         let mode = if secrets.is_empty() { 0o644 } else { 0o600 };
-        planner.write_file(path, mode, Text { text: content, secrets });
+        planner.write_file(
+            path,
+            mode,
+            Text {
+                text: content,
+                secrets,
+            },
+        );
     }
 
     // 4. debconf answers, then reconfigure what is already installed.
@@ -1103,7 +1188,10 @@ mod tests {
     #[test]
     fn substitution_keeps_unknown_names() {
         assert_eq!(
-            substitute("deb $MIRROR ${RELEASE} main $OTHER", &[("MIRROR", "m"), ("RELEASE", "r")]),
+            substitute(
+                "deb $MIRROR ${RELEASE} main $OTHER",
+                &[("MIRROR", "m"), ("RELEASE", "r")]
+            ),
             "deb m r main $OTHER"
         );
     }

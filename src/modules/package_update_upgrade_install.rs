@@ -21,7 +21,10 @@ pub const NAME: &str = "package_update_upgrade_install";
 #[serde(untagged)]
 pub enum PackageSpec {
     Name(String),
-    Pinned(String, String),
+    Pinned(
+        String,
+        #[schemars(with = "crate::config::TextOrNumber")] String,
+    ),
 }
 
 impl PackageSpec {
@@ -46,7 +49,8 @@ impl<'de> Deserialize<'de> for PackageSpec {
                 Ok(PackageSpec::Name(v.to_owned()))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let pair_error = || de::Error::custom("a [name, version] pair has exactly two items");
+                let pair_error =
+                    || de::Error::custom("a [name, version] pair has exactly two items");
                 let name: String = seq.next_element()?.ok_or_else(pair_error)?;
                 let version: String = seq.next_element()?.ok_or_else(pair_error)?;
                 if seq.next_element::<de::IgnoredAny>()?.is_some() {
@@ -111,18 +115,21 @@ pub fn check(config: &CloudConfig, cx: &mut Checker<'_>) {
             }
         }
     }
-    for (seed, current) in [("apt_update", "package_update"), ("apt_upgrade", "package_upgrade")] {
+    for (seed, current) in [
+        ("apt_update", "package_update"),
+        ("apt_upgrade", "package_upgrade"),
+    ] {
         let (a, b) = match seed {
             "apt_update" => (config.apt_update, config.package_update),
             _ => (config.apt_upgrade, config.package_upgrade),
         };
-        if let (Some(a), Some(b)) = (a, b) {
-            if a != b {
-                cx.warning(
-                    seed,
-                    format!("`{seed}: {a}` and `{current}: {b}` disagree: true wins, as in cloud-init"),
-                );
-            }
+        if let (Some(a), Some(b)) = (a, b)
+            && a != b
+        {
+            cx.warning(
+                seed,
+                format!("`{seed}: {a}` and `{current}: {b}` disagree: true wins, as in cloud-init"),
+            );
         }
     }
     if update_setting(config) == Some(false) {

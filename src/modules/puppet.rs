@@ -86,7 +86,7 @@ pub struct PuppetConf {
     pub sections: IndexMap<String, IndexMap<String, RawScalar>>,
 }
 
-/// The schema of [`PuppetConf`]: sections are open-ended.
+/// puppet.conf settings by section (`main`, `agent`, ...), and `ca_cert`.
 #[derive(JsonSchema)]
 #[allow(dead_code)]
 struct PuppetConfSchema {
@@ -232,7 +232,10 @@ impl Puppet {
                 .csr_attributes_path
                 .clone()
                 .unwrap_or_else(|| format!("{etc}/csr_attributes.yaml")),
-            package: self.package_name.clone().unwrap_or_else(|| package.to_owned()),
+            package: self
+                .package_name
+                .clone()
+                .unwrap_or_else(|| package.to_owned()),
             binary,
         }
     }
@@ -240,18 +243,27 @@ impl Puppet {
 
 /// Whether the config installs the agent package.
 pub fn installs(config: &CloudConfig) -> bool {
-    config.puppet.as_ref().is_some_and(|p| p.install != Some(false))
+    config
+        .puppet
+        .as_ref()
+        .is_some_and(|p| p.install != Some(false))
 }
 
 fn check_ini_word(cx: &mut Checker<'_>, path: &str, what: &str, text: &str) {
     if text.trim().is_empty() {
         cx.error(path, format!("{what} must not be empty"));
     } else if text.contains(['\n', '\r', '[', ']']) {
-        cx.error(path, format!("{what} {text:?} must not contain line breaks or brackets"));
+        cx.error(
+            path,
+            format!("{what} {text:?} must not contain line breaks or brackets"),
+        );
     } else if text.contains('=') && what != "value" {
         cx.error(path, format!("{what} {text:?} must not contain `=`"));
     } else if text.chars().any(|c| c.is_control() && c != '\t') {
-        cx.error(path, format!("{what} {text:?} must not contain control characters"));
+        cx.error(
+            path,
+            format!("{what} {text:?} must not contain control characters"),
+        );
     }
 }
 
@@ -265,7 +277,10 @@ pub fn check(config: &CloudConfig, cx: &mut Checker<'_>) {
         ("csr_attributes_path", &puppet.csr_attributes_path),
     ] {
         if let Some(path) = value {
-            cx.check(&format!("puppet.{key}"), values::path_under(path, ALLOWED_ROOTS));
+            cx.check(
+                &format!("puppet.{key}"),
+                values::path_under(path, ALLOWED_ROOTS),
+            );
         }
     }
     if let Some(name) = &puppet.package_name {
@@ -274,7 +289,10 @@ pub fn check(config: &CloudConfig, cx: &mut Checker<'_>) {
     if let Some(version) = &puppet.version {
         cx.check("puppet.version", values::package_version(version));
         if puppet.install == Some(false) {
-            cx.warning("puppet.version", "`install: false`: the version is not used");
+            cx.warning(
+                "puppet.version",
+                "`install: false`: the version is not used",
+            );
         }
     }
     for key in ["collection", "aio_install_url", "cleanup"] {
@@ -411,7 +429,9 @@ fn pyyaml_scalar(value: &RawScalar) -> String {
             "yes" | "true" | "on" => "true".into(),
             _ => "false".into(),
         },
-        ScalarKind::Int => parse_yaml11_int(&value.text).map_or_else(|| value.text.clone(), |n| n.to_string()),
+        ScalarKind::Int => {
+            parse_yaml11_int(&value.text).map_or_else(|| value.text.clone(), |n| n.to_string())
+        }
         ScalarKind::Float => value
             .text
             .replace('_', "")
@@ -434,8 +454,9 @@ fn parse_yaml11_int(text: &str) -> Option<i128> {
     } else if body.len() > 1 && body.starts_with('0') {
         i128::from_str_radix(&body[1..], 8).ok()?
     } else if body.contains(':') {
-        body.split(':')
-            .try_fold(0i128, |acc, part| Some(acc * 60 + part.parse::<i128>().ok()?))?
+        body.split(':').try_fold(0i128, |acc, part| {
+            Some(acc * 60 + part.parse::<i128>().ok()?)
+        })?
     } else {
         body.parse().ok()?
     };
@@ -446,7 +467,11 @@ fn python_float_repr(f: f64) -> String {
     if f.is_nan() {
         ".nan".into()
     } else if f.is_infinite() {
-        if f > 0.0 { ".inf".into() } else { "-.inf".into() }
+        if f > 0.0 {
+            ".inf".into()
+        } else {
+            "-.inf".into()
+        }
     } else if f.fract() == 0.0 && f.abs() < 1e16 {
         format!("{f:.1}")
     } else {
@@ -487,9 +512,10 @@ fn looks_like_timestamp(text: &str) -> bool {
     b.len() >= 8
         && b[..4].iter().all(u8::is_ascii_digit)
         && b[4] == b'-'
-        && text[5..].split(['-', 'T', 't', ' ']).next().is_some_and(|m| {
-            !m.is_empty() && m.len() <= 2 && m.bytes().all(|c| c.is_ascii_digit())
-        })
+        && text[5..]
+            .split(['-', 'T', 't', ' '])
+            .next()
+            .is_some_and(|m| !m.is_empty() && m.len() <= 2 && m.bytes().all(|c| c.is_ascii_digit()))
 }
 
 pub fn plan(planner: &mut Planner<'_>) -> Result<(), PlanError> {
@@ -573,7 +599,10 @@ mod tests {
     #[test]
     fn csr_attributes_dump_like_pyyaml() {
         let mut custom = IndexMap::new();
-        custom.insert("1.2.840.113549.1.9.7".to_owned(), RawScalar::str("342thbjkt82094y0uthhor289jnqthpc2290"));
+        custom.insert(
+            "1.2.840.113549.1.9.7".to_owned(),
+            RawScalar::str("342thbjkt82094y0uthhor289jnqthpc2290"),
+        );
         let mut ext = IndexMap::new();
         ext.insert("pp_preshared_key".to_owned(), RawScalar::str("S3cret"));
         ext.insert("pp_cost_center".to_owned(), RawScalar::str("cc6000"));

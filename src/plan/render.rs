@@ -34,7 +34,11 @@ pub fn describe(action: &Action) -> String {
             group,
             content,
         } => {
-            let sensitive = if content.is_sensitive() { ", holds secrets" } else { "" };
+            let sensitive = if content.is_sensitive() {
+                ", holds secrets"
+            } else {
+                ""
+            };
             format!(
                 "write   {path} ({mode} {owner}:{group}, {}{sensitive})",
                 lines(&content.text)
@@ -71,7 +75,9 @@ pub fn describe(action: &Action) -> String {
                 keyserver.as_deref().unwrap_or("the keyserver")
             ),
             (None, Some(ppa)) => {
-                format!("fetch   signing key of ppa:{ppa} via Launchpad -> {dest} (fingerprint checked)")
+                format!(
+                    "fetch   signing key of ppa:{ppa} via Launchpad -> {dest} (fingerprint checked)"
+                )
             }
             (None, None) => format!("fetch   key -> {dest}"),
         },
@@ -81,17 +87,48 @@ pub fn describe(action: &Action) -> String {
             key,
             value,
         } => format!("set     [{section}] {key} = {value} in {path}"),
-        ActionKind::ReconfigureInstalled { packages } => format!(
-            "reconfigure the installed ones of: {}",
-            packages.join(" ")
-        ),
+        ActionKind::ReconfigureInstalled { packages } => {
+            format!("reconfigure the installed ones of: {}", packages.join(" "))
+        }
         ActionKind::EnableService { unit } => format!("enable  {unit}"),
         ActionKind::StartService { unit } => format!("start   {unit} (--no-block)"),
     }
 }
 
-/// The whole plan as text; `plan` already holds redacted actions unless secrets were asked for.
-pub fn text(plan: &Plan, config_warnings: &[String]) -> String {
+fn warning_line(path: &str, message: &str) -> String {
+    if path.is_empty() || message.starts_with(&format!("{path}:")) {
+        message.to_owned()
+    } else {
+        format!("{path}: {message}")
+    }
+}
+
+/// The plan JSON of contract.md: facts, actions, and the config's warnings then the plan's.
+pub fn json(plan: &Plan, config_warnings: &[(String, String)]) -> serde_json::Value {
+    let warnings: Vec<serde_json::Value> = config_warnings
+        .iter()
+        .map(|(path, message)| (path.as_str(), message.as_str()))
+        .chain(
+            plan.warnings
+                .iter()
+                .map(|w| (w.path.as_str(), w.message.as_str())),
+        )
+        .map(|(path, message)| serde_json::json!({"path": path, "message": message}))
+        .collect();
+    serde_json::json!({
+        "facts": {
+            "instance_id": plan.facts.instance_id,
+            "hostname": plan.facts.hostname,
+            "fqdn": plan.facts.fqdn,
+            "release": plan.facts.release,
+        },
+        "actions": plan.actions,
+        "warnings": warnings,
+    })
+}
+
+/// The whole plan as text. Contents are summarised, so the unredacted plan is safe to pass.
+pub fn text(plan: &Plan, config_warnings: &[(String, String)]) -> String {
     let mut out = String::new();
     let facts = &plan.facts;
     let mut known: Vec<String> = Vec::new();
@@ -114,11 +151,16 @@ pub fn text(plan: &Plan, config_warnings: &[String]) -> String {
         }
         out.push_str(&format!("  {}\n", describe(action)));
     }
-    for warning in config_warnings {
-        out.push_str(&format!("warning: {warning}\n"));
-    }
-    for warning in &plan.warnings {
-        out.push_str(&format!("warning: {}: {}\n", warning.path, warning.message));
+    let all = config_warnings
+        .iter()
+        .map(|(p, m)| (p.as_str(), m.as_str()))
+        .chain(
+            plan.warnings
+                .iter()
+                .map(|w| (w.path.as_str(), w.message.as_str())),
+        );
+    for (path, message) in all {
+        out.push_str(&format!("warning: {}\n", warning_line(path, message)));
     }
     let n = plan.actions.len();
     out.push_str(&format!(

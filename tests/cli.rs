@@ -1,0 +1,290 @@
+//! The binary as users and other programs meet it: exit codes, output shapes, secrets.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn cloudcfg(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cloudcfg"))
+        .args(args)
+        // A system config of this machine must not change what the tests see.
+        .args(["--config", "/nonexistent/cloudcfg.yaml"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cloudcfg runs");
+    {
+        let mut pipe = child.stdin.take().unwrap();
+        if let Some(bytes) = stdin {
+            pipe.write_all(bytes).unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    eprintln!(
+        "cloudcfg {args:?} -> {:?}\n--- stdout\n{}--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const FACTS: &[&str] = &[
+    "--instance-id",
+    "i-0abc",
+    "--hostname",
+    "web1",
+    "--fqdn",
+    "web1.example.org",
+    "--release",
+    "bookworm",
+];
+
+#[test]
+fn validate_exit_codes() {
+    assert_eq!(
+        code(&cloudcfg(&["validate", "examples/seed-rfc.yaml"], None)),
+        0
+    );
+    assert_eq!(
+        code(&cloudcfg(
+            &["validate", "tests/fixtures/invalid/keyid-not-hex.yaml"],
+            None
+        )),
+        1
+    );
+    assert_eq!(
+        code(&cloudcfg(&["validate", "/nonexistent/user-data"], None)),
+        2
+    );
+    assert_eq!(code(&cloudcfg(&["validate"], None)), 2);
+    // Warnings alone do not fail validation.
+    assert_eq!(
+        code(&cloudcfg(
+            &["validate", "tests/fixtures/valid/unknown-keys.yaml"],
+            None
+        )),
+        0
+    );
+}
+
+#[test]
+fn validate_text_is_compiler_style_with_a_summary() {
+    let out = cloudcfg(
+        &[
+            "validate",
+            "tests/fixtures/invalid/filename-traversal.yaml",
+            "examples/seed-puppet.yaml",
+        ],
+        None,
+    );
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with(
+            "tests/fixtures/invalid/filename-traversal.yaml:4:15: error: apt_sources[0].filename:"
+        ),
+        "{text}"
+    );
+    assert_eq!(lines.last(), Some(&"1 error, 0 warnings in 2 files"));
+}
+
+#[test]
+fn validate_json_has_the_contract_shape() {
+    let out = cloudcfg(
+        &[
+            "validate",
+            "--format",
+            "json",
+            "tests/fixtures/invalid/keyid-not-hex.yaml",
+        ],
+        None,
+    );
+    assert_eq!(code(&out), 1);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let file = &json["files"][0];
+    assert_eq!(file["file"], "tests/fixtures/invalid/keyid-not-hex.yaml");
+    assert_eq!(file["valid"], false);
+    let d = &file["diagnostics"][0];
+    assert_eq!(d["severity"], "error");
+    assert_eq!(d["line"], 4);
+    assert_eq!(d["column"], 12);
+    assert_eq!(d["path"], "apt_sources[0].keyid");
+    assert!(d["message"].as_str().unwrap().contains("hexadecimal"));
+}
+
+#[test]
+fn validate_reads_stdin() {
+    let out = cloudcfg(
+        &["validate", "-"],
+        Some(b"#cloud-config\npackages: [\"bad name\"]\n"),
+    );
+    assert_eq!(code(&out), 1);
+    assert!(
+        stdout(&out).starts_with("<stdin>:2:12: error:"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn validate_never_panics_on_binary_garbage() {
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let out = cloudcfg(&["validate", "-"], Some(&garbage));
+    assert!(matches!(code(&out), 0 | 1), "exit {}", code(&out));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
+
+#[test]
+fn plan_exit_codes() {
+    let mut args = vec!["plan", "--user-data", "examples/seed-rfc.yaml"];
+    args.extend_from_slice(FACTS);
+    assert_eq!(code(&cloudcfg(&args, None)), 0);
+    let mut args = vec![
+        "plan",
+        "--user-data",
+        "tests/fixtures/invalid/package-shell-chars.yaml",
+    ];
+    args.extend_from_slice(FACTS);
+    let out = cloudcfg(&args, None);
+    assert_eq!(code(&out), 1);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("package-shell-chars.yaml:4:5: error"));
+    assert_eq!(
+        code(&cloudcfg(&["plan", "--user-data", "/nonexistent"], None)),
+        2
+    );
+}
+
+#[test]
+fn plan_names_the_flag_of_a_missing_fact() {
+    // The root's machine-id is empty (an image before first boot): %i cannot be expanded.
+    let out = cloudcfg(
+        &[
+            "plan",
+            "--user-data",
+            "tests/fixtures/valid/puppet-full.yaml",
+            "--root",
+            "tests/fixtures/roots/empty-machine-id",
+        ],
+        None,
+    );
+    assert_eq!(code(&out), 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--instance-id"));
+    // The same root gives the other facts.
+    let out = cloudcfg(
+        &[
+            "plan",
+            "--format",
+            "json",
+            "--user-data",
+            "tests/fixtures/valid/puppet-full.yaml",
+            "--root",
+            "tests/fixtures/roots/empty-machine-id",
+            "--instance-id",
+            "i-0abc",
+        ],
+        None,
+    );
+    assert_eq!(code(&out), 0);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["facts"]["release"], "bookworm");
+    assert_eq!(json["facts"]["hostname"], "web1");
+    assert_eq!(json["facts"]["fqdn"], "web1");
+}
+
+const SECRETS: &[&str] = &["S3cretProxyPass", "Sup3rS3cret", "PreSharedS3cret"];
+
+fn plan_of(file: &str, extra: &[&str]) -> String {
+    let mut args = vec!["plan", "--user-data", file];
+    args.extend_from_slice(FACTS);
+    args.extend_from_slice(extra);
+    let out = cloudcfg(&args, None);
+    assert_eq!(code(&out), 0);
+    stdout(&out) + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+fn plan_output_never_shows_secrets() {
+    for file in [
+        "tests/fixtures/valid/apt-proxy-credentials.yaml",
+        "tests/fixtures/valid/debconf-both-forms.yaml",
+        "tests/fixtures/valid/puppet-full.yaml",
+    ] {
+        for format in ["text", "json"] {
+            let out = plan_of(file, &["--format", format]);
+            for secret in SECRETS {
+                assert!(
+                    !out.contains(secret),
+                    "{file} ({format}) shows {secret}:\n{out}"
+                );
+            }
+        }
+    }
+    let json = plan_of(
+        "tests/fixtures/valid/apt-proxy-credentials.yaml",
+        &["--format", "json"],
+    );
+    assert!(json.contains("<redacted sha256:"), "{json}");
+    assert!(json.contains("\"mode\": \"0600\""), "{json}");
+}
+
+#[test]
+fn show_secrets_shows_them() {
+    let json = plan_of(
+        "tests/fixtures/valid/puppet-full.yaml",
+        &["--format", "json", "--show-secrets"],
+    );
+    assert!(json.contains("PreSharedS3cret"), "{json}");
+}
+
+#[test]
+fn help_never_mentions_a_password_value() {
+    let out = cloudcfg(&["--help"], None);
+    assert_eq!(code(&out), 0);
+    assert!(!stdout(&out).to_lowercase().contains("s3cret"));
+}
+
+#[test]
+fn committed_schemas_match_the_types() {
+    for (args, file) in [
+        (vec!["schema"], "schema/cloud-config.schema.json"),
+        (
+            vec!["schema", "--system"],
+            "schema/system-config.schema.json",
+        ),
+    ] {
+        let out = cloudcfg(&args, None);
+        assert_eq!(code(&out), 0);
+        let committed = std::fs::read_to_string(file).unwrap();
+        assert!(
+            stdout(&out) == committed,
+            "{file} is out of date: run `cargo run -- schema{} > {file}`",
+            if args.len() > 1 { " --system" } else { "" }
+        );
+    }
+}
+
+#[test]
+fn every_example_validates_and_plans() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir("examples").unwrap() {
+        let path = entry.unwrap().path();
+        let path = path.to_str().unwrap();
+        assert_eq!(code(&cloudcfg(&["validate", path], None)), 0, "{path}");
+        let mut args = vec!["plan", "--user-data", path];
+        args.extend_from_slice(FACTS);
+        assert_eq!(code(&cloudcfg(&args, None)), 0, "{path}");
+        seen += 1;
+    }
+    assert!(seen >= 2, "examples/ holds at least the two seed examples");
+}
