@@ -323,6 +323,30 @@ fn decode_error_diagnostic(err: &DecodeError) -> Diagnostic {
     Diagnostic::error(pos, "", message)
 }
 
+/// Lists whose length drives the work of apply are bounded too (README, "Limits").
+fn check_counts(config: &CloudConfig, limits: &Limits, cx: &mut Checker<'_>) {
+    let packages = config.packages.as_ref().map_or(0, Vec::len);
+    if packages > limits.max_packages {
+        cx.error(
+            "packages",
+            format!("{packages} packages: at most {} are allowed", limits.max_packages),
+        );
+    }
+    let sources = config.apt_sources.as_ref().map_or(0, Vec::len)
+        + config
+            .apt
+            .as_ref()
+            .and_then(|a| a.sources.as_ref())
+            .map_or(0, |s| s.len());
+    if sources > limits.max_sources {
+        let path = if config.apt_sources.is_some() { "apt_sources" } else { "apt.sources" };
+        cx.error(
+            path,
+            format!("{sources} apt sources: at most {} are allowed", limits.max_sources),
+        );
+    }
+}
+
 /// Decodes, types and checks user data. Never panics, whatever the bytes.
 pub fn load(bytes: &[u8], limits: &Limits) -> Loaded {
     let user_data = match decode::decode(bytes, limits) {
@@ -371,6 +395,7 @@ pub fn load(bytes: &[u8], limits: &Limits) -> Loaded {
     let config = match typed {
         Ok(config) => {
             let mut checker = Checker::new(&ctx, &mut report, root.pos);
+            check_counts(&config, limits, &mut checker);
             crate::modules::check_all(&config, &mut checker);
             Some(config)
         }

@@ -28,6 +28,10 @@ pub struct Limits {
     pub max_value_bytes: usize,
     /// MIME parts.
     pub max_parts: usize,
+    /// Entries of `packages`.
+    pub max_packages: usize,
+    /// apt sources (`apt_sources` and `apt.sources` together).
+    pub max_sources: usize,
 }
 
 pub const MIB: usize = 1024 * 1024;
@@ -41,6 +45,8 @@ impl Default for Limits {
             max_nodes: 250_000,
             max_value_bytes: MIB,
             max_parts: 100,
+            max_packages: 20_000,
+            max_sources: 5_000,
         }
     }
 }
