@@ -64,6 +64,36 @@ pub enum Command {
         #[arg(long)]
         show_secrets: bool,
     },
+    /// Apply user data to this system, or to an image root with --root.
+    Apply {
+        /// The user-data file (`-` reads standard input).
+        #[arg(long, value_name = "FILE")]
+        user_data: String,
+        /// Apply to an image root: files land under DIR, commands run chrooted into DIR.
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        #[command(flatten)]
+        facts: FactArgs,
+        /// Print the plan and touch nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Run modules that already succeeded for this instance again.
+        #[arg(long)]
+        force: bool,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Report the state of this boot's run, like `cloud-init status`.
+    Status {
+        /// Wait until the run has finished.
+        #[arg(long)]
+        wait: bool,
+        /// Also print the datasource, the modules and the errors.
+        #[arg(long)]
+        long: bool,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Print the JSON Schema of the cloud-config (or, with --system, of the system config).
     Schema {
         #[arg(long)]
@@ -87,17 +117,23 @@ pub enum CliError {
     /// The diagnostics were printed already.
     #[error("{file}: invalid user data")]
     InvalidConfig { file: String },
+    #[error(transparent)]
+    Apply(#[from] crate::apply::ApplyError),
+    /// The report was printed already.
+    #[error("a module failed")]
+    ModuleFailed,
 }
 
 impl CliError {
     /// The one mapping from errors to the contract's exit codes.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::InvalidConfig { .. } => 1,
+            CliError::InvalidConfig { .. } | CliError::ModuleFailed => 1,
             CliError::Io { .. }
             | CliError::SystemConfig(_)
             | CliError::Facts(_)
-            | CliError::MissingFact(_) => 2,
+            | CliError::MissingFact(_)
+            | CliError::Apply(_) => 2,
         }
     }
 }
@@ -220,6 +256,101 @@ fn plan_command(
     Ok(0)
 }
 
+#[allow(clippy::too_many_arguments)]
+fn apply_command(
+    cli_config: Option<&Path>,
+    user_data: &str,
+    root: Option<&Path>,
+    fact_args: &FactArgs,
+    dry_run: bool,
+    force: bool,
+    format: Format,
+) -> Result<u8, CliError> {
+    if dry_run {
+        return plan_command(cli_config, user_data, root, fact_args, format, false);
+    }
+    let system = system_config(cli_config)?;
+    let bytes = read_input(user_data)?;
+    let loaded = load_valid(user_data)?;
+    let target = root.unwrap_or(Path::new("/"));
+    let facts = target::resolve(fact_args, target)?;
+    let instance_id = facts
+        .require(
+            &facts.instance_id,
+            "--instance-id",
+            "per-instance state needs the instance id (the target's machine-id is empty)",
+        )?
+        .to_owned();
+    let config = loaded.config.clone().unwrap_or_default();
+    let plan = plan::plan(&config, &facts, &system)?;
+    for (path, message) in loaded.warnings() {
+        eprintln!(
+            "cloudcfg: warning: {}",
+            if path.is_empty() {
+                message
+            } else {
+                format!("{path}: {message}")
+            }
+        );
+    }
+    for w in &plan.warnings {
+        eprintln!("cloudcfg: warning: {}: {}", w.path, w.message);
+    }
+    let opts = crate::apply::ApplyOptions {
+        root: target.to_path_buf(),
+        image_root: root.is_some(),
+        force,
+        datasource: "none".into(),
+        instance_id,
+        user_data: bytes,
+        instance_data: serde_json::json!({"datasource": "none", "facts": {
+            "instance_id": facts.instance_id, "hostname": facts.hostname,
+            "fqdn": facts.fqdn, "release": facts.release}}),
+        runner: system.runner_config(),
+        launchpad_api: system.launchpad_api().to_owned(),
+        default_keyserver: system.keyserver().to_owned(),
+        runtime_dir: crate::report::runtime_dir(),
+    };
+    let outcome = crate::apply::apply(&plan, &opts)?;
+    for w in &outcome.warnings {
+        eprintln!("cloudcfg: warning: {w}");
+    }
+    match format {
+        Format::Text => write_out(&crate::report::status::text(Some(&outcome.status), true)),
+        Format::Json => write_out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&outcome.status).unwrap_or_default()
+        )),
+    }
+    if outcome.failed() {
+        Err(CliError::ModuleFailed)
+    } else {
+        Ok(0)
+    }
+}
+
+fn status_command(wait: bool, long: bool, format: Format) -> Result<u8, CliError> {
+    let dir = crate::report::runtime_dir();
+    let io = |source| CliError::Io {
+        path: dir.join("cloudcfg/status.json").display().to_string(),
+        source,
+    };
+    let status = if wait {
+        crate::report::status::wait(&dir).map_err(io)?
+    } else {
+        crate::report::read_status(&dir).map_err(io)?
+    };
+    match format {
+        Format::Text => write_out(&crate::report::status::text(status.as_ref(), long)),
+        Format::Json => write_out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&crate::report::status::json(status.as_ref()))
+                .unwrap_or_default()
+        )),
+    }
+    Ok(crate::report::status::exit_code(status.as_ref()))
+}
+
 fn run(cli: Cli) -> Result<u8, CliError> {
     match &cli.command {
         Command::Validate { format, files } => validate(*format, files),
@@ -237,6 +368,23 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             *format,
             *show_secrets,
         ),
+        Command::Apply {
+            user_data,
+            root,
+            facts,
+            dry_run,
+            force,
+            format,
+        } => apply_command(
+            cli.config.as_deref(),
+            user_data,
+            root.as_deref(),
+            facts,
+            *dry_run,
+            *force,
+            *format,
+        ),
+        Command::Status { wait, long, format } => status_command(*wait, *long, *format),
         Command::Schema { system } => {
             write_out(&if *system {
                 crate::schema::system_config()
@@ -263,7 +411,7 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            if !matches!(e, CliError::InvalidConfig { .. }) {
+            if !matches!(e, CliError::InvalidConfig { .. } | CliError::ModuleFailed) {
                 eprintln!("cloudcfg: {e}");
             }
             ExitCode::from(e.exit_code())

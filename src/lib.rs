@@ -4,11 +4,13 @@
 //! datasource -> user data -> [`decode`] -> [`config::CloudConfig`] -> [`plan`] -> apply -> report.
 //! Everything up to the plan is pure; only apply touches the system.
 
+pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod diag;
 pub mod modules;
 pub mod plan;
+pub mod report;
 pub mod schema;
 pub mod target;

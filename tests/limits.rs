@@ -56,7 +56,10 @@ fn input_size() {
 fn decompressed_size() {
     let limit = Limits::default().max_decompressed_bytes;
     assert_ok(&gzip(&padded(limit)));
-    assert_err(&gzip(&padded(limit + 1)), "more than 16777216 bytes once decompressed");
+    assert_err(
+        &gzip(&padded(limit + 1)),
+        "more than 16777216 bytes once decompressed",
+    );
 }
 
 #[test]
@@ -70,7 +73,12 @@ fn gzip_bomb_stops_at_the_decompressed_limit() {
 fn nested(levels: usize) -> Vec<u8> {
     // The top-level mapping is one level; the list adds the rest.
     let inner = levels - 1;
-    format!("#cloud-config\nx: {}{}\n", "[".repeat(inner), "]".repeat(inner)).into_bytes()
+    format!(
+        "#cloud-config\nx: {}{}\n",
+        "[".repeat(inner),
+        "]".repeat(inner)
+    )
+    .into_bytes()
 }
 
 #[test]
@@ -103,9 +111,13 @@ fn node_budget_counts_alias_expansions() {
 
 #[test]
 fn billion_laughs_is_refused() {
-    let mut doc = String::from("#cloud-config\na0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    let mut doc =
+        String::from("#cloud-config\na0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
     for i in 1..10 {
-        doc.push_str(&format!("a{i}: &a{i} [{}]\n", vec![format!("*a{}", i - 1); 10].join(", ")));
+        doc.push_str(&format!(
+            "a{i}: &a{i} [{}]\n",
+            vec![format!("*a{}", i - 1); 10].join(", ")
+        ));
     }
     assert_err(doc.as_bytes(), "more than 250000 nodes");
 }
@@ -113,7 +125,8 @@ fn billion_laughs_is_refused() {
 #[test]
 fn value_length() {
     let limit = Limits::default().max_value_bytes;
-    let doc = |n: usize| format!("#cloud-config\napt:\n  conf: \"{}\"\n", "x".repeat(n)).into_bytes();
+    let doc =
+        |n: usize| format!("#cloud-config\napt:\n  conf: \"{}\"\n", "x".repeat(n)).into_bytes();
     assert_ok(&doc(limit));
     assert_err(&doc(limit + 1), "value too long");
 }
@@ -149,9 +162,12 @@ fn source_count() {
 fn mime_parts() {
     let limit = Limits::default().max_parts;
     let doc = |n: usize| {
-        let mut d = String::from("Content-Type: multipart/mixed; boundary=\"B\"\nMIME-Version: 1.0\n\n");
+        let mut d =
+            String::from("Content-Type: multipart/mixed; boundary=\"B\"\nMIME-Version: 1.0\n\n");
         for i in 0..n {
-            d.push_str(&format!("--B\nContent-Type: text/cloud-config\n\n#cloud-config\npackages: [p{i}]\n"));
+            d.push_str(&format!(
+                "--B\nContent-Type: text/cloud-config\n\n#cloud-config\npackages: [p{i}]\n"
+            ));
         }
         d.push_str("--B--\n");
         d.into_bytes()

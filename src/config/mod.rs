@@ -329,7 +329,10 @@ fn check_counts(config: &CloudConfig, limits: &Limits, cx: &mut Checker<'_>) {
     if packages > limits.max_packages {
         cx.error(
             "packages",
-            format!("{packages} packages: at most {} are allowed", limits.max_packages),
+            format!(
+                "{packages} packages: at most {} are allowed",
+                limits.max_packages
+            ),
         );
     }
     let sources = config.apt_sources.as_ref().map_or(0, Vec::len)
@@ -339,10 +342,17 @@ fn check_counts(config: &CloudConfig, limits: &Limits, cx: &mut Checker<'_>) {
             .and_then(|a| a.sources.as_ref())
             .map_or(0, |s| s.len());
     if sources > limits.max_sources {
-        let path = if config.apt_sources.is_some() { "apt_sources" } else { "apt.sources" };
+        let path = if config.apt_sources.is_some() {
+            "apt_sources"
+        } else {
+            "apt.sources"
+        };
         cx.error(
             path,
-            format!("{sources} apt sources: at most {} are allowed", limits.max_sources),
+            format!(
+                "{sources} apt sources: at most {} are allowed",
+                limits.max_sources
+            ),
         );
     }
 }

@@ -53,6 +53,10 @@ pub struct SystemConfig {
     pub launchpad_api: Option<String>,
     /// The autosign policy file (default `/etc/cloudcfg/autosign.yaml`).
     pub autosign_policy: Option<String>,
+    /// Seconds to wait for another apt or dpkg to release the dpkg lock (default 300).
+    pub dpkg_lock_timeout_secs: Option<u64>,
+    /// `apt-get update` attempts on network failures (default 4).
+    pub apt_update_attempts: Option<u32>,
 }
 
 impl SystemConfig {
@@ -70,6 +74,17 @@ impl SystemConfig {
         self.autosign_policy
             .as_deref()
             .unwrap_or(DEFAULT_AUTOSIGN_POLICY)
+    }
+
+    pub fn runner_config(&self) -> crate::apply::runner::RunnerConfig {
+        let mut config = crate::apply::runner::RunnerConfig::default();
+        if let Some(secs) = self.dpkg_lock_timeout_secs {
+            config.lock_timeout = std::time::Duration::from_secs(secs);
+        }
+        if let Some(n) = self.apt_update_attempts {
+            config.update_attempts = n.max(1);
+        }
+        config
     }
 
     pub fn datasources(&self) -> Vec<DatasourceName> {

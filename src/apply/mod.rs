@@ -1,0 +1,501 @@
+//! plan -> the system. The only code that touches it.
+//!
+//! Modules run in plan order. A module whose actions all succeeded is marked done for the
+//! instance (see [`state`]); a module that fails is recorded, nothing of it is undone (its
+//! writes are atomic and its keys verified before any source is written), and the next module
+//! still runs. Kinds that depend on the target's state are resolved here: `edit_ini` reads the
+//! file, `reconfigure_installed` asks dpkg's status file, the service kinds look for a running
+//! systemd.
+
+pub mod chroot;
+pub mod ini;
+pub mod keys;
+pub mod log;
+pub mod runner;
+pub mod state;
+pub mod writer;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use crate::modules::MODULES;
+use crate::plan::{Action, ActionKind, Plan};
+use crate::report::{ModuleState, Reporter, Status, now};
+
+use self::keys::{KeyError, KeyFetcher};
+use self::log::RunLog;
+use self::runner::{RunError, Runner, RunnerConfig};
+use self::state::InstanceState;
+use self::writer::{WriteError, Writer};
+
+/// Set to N (tests only): the process kills itself with SIGKILL right after its N-th action,
+/// to prove that a run killed at any point converges when started again.
+pub const KILL_HOOK_ENV: &str = "CLOUDCFG_TEST_KILL_AFTER_ACTION";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("{path}: {reason}")]
+    Target { path: String, reason: String },
+}
+
+impl ActionError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ActionError::Write(_) => "write-failed",
+            ActionError::Run(e) => e.reason(),
+            ActionError::Key(e) => e.reason(),
+            ActionError::Target { .. } => "target-unreadable",
+        }
+    }
+}
+
+/// An error before any module ran: nothing was changed (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("instance state: {0}")]
+    State(#[from] WriteError),
+    #[error("{root}: not a directory")]
+    NoRoot { root: String },
+}
+
+pub struct ApplyOptions {
+    /// `/`, or the image root given with `--root`.
+    pub root: PathBuf,
+    pub image_root: bool,
+    pub force: bool,
+    pub datasource: String,
+    pub instance_id: String,
+    /// The raw user data, kept in the instance's state directory.
+    pub user_data: Vec<u8>,
+    pub instance_data: serde_json::Value,
+    pub runner: RunnerConfig,
+    pub launchpad_api: String,
+    pub default_keyserver: String,
+    pub runtime_dir: PathBuf,
+}
+
+/// What happened, for the caller's exit code and message.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: Status,
+    pub warnings: Vec<String>,
+}
+
+impl Outcome {
+    pub fn failed(&self) -> bool {
+        !self.status.recoverable_errors.is_empty() || !self.status.errors.is_empty()
+    }
+}
+
+struct Executor<'a> {
+    opts: &'a ApplyOptions,
+    writer: Writer,
+    runner: Runner,
+    keys: KeyFetcher,
+    log: RunLog,
+    warnings: Vec<String>,
+    actions_done: usize,
+    kill_after: Option<usize>,
+}
+
+/// Installed packages per dpkg's status file (`install ok installed`).
+fn installed_packages(root: &Path) -> Result<BTreeSet<String>, ActionError> {
+    let path = root.join("var/lib/dpkg/status");
+    let text = std::fs::read_to_string(&path).map_err(|e| ActionError::Target {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let mut installed = BTreeSet::new();
+    for stanza in text.split("\n\n") {
+        let mut name = None;
+        let mut ok = false;
+        for line in stanza.lines() {
+            if let Some(n) = line.strip_prefix("Package: ") {
+                name = Some(n.trim().to_owned());
+            } else if let Some(s) = line.strip_prefix("Status: ") {
+                ok = s.trim().ends_with(" installed") && !s.contains("not-installed");
+            }
+        }
+        if let (Some(name), true) = (name, ok) {
+            installed.insert(name);
+        }
+    }
+    Ok(installed)
+}
+
+/// Plans only ever name root (contract.md: the puppet user may not exist yet); anything else
+/// is a planning bug, refused rather than guessed.
+fn owner_ids(path: &str, owner: &str, group: &str) -> Result<(u32, u32), ActionError> {
+    if owner == "root" && group == "root" {
+        Ok((0, 0))
+    } else {
+        Err(ActionError::Target {
+            path: path.to_owned(),
+            reason: format!("owner {owner}:{group} is not supported"),
+        })
+    }
+}
+
+impl Executor<'_> {
+    fn systemd_running(&self) -> bool {
+        !self.opts.image_root && self.opts.root.join("run/systemd/system").is_dir()
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn offline_systemctl(&mut self, args: &[&str]) -> Result<(), ActionError> {
+        // `systemctl --root=DIR` works from outside the root; inside an image root without a
+        // host systemctl, the image's own systemctl detects the chroot and works offline too.
+        let root = self.opts.root.display().to_string();
+        let mut argv = vec!["systemctl".to_owned(), format!("--root={root}")];
+        argv.extend(args.iter().map(|a| (*a).to_owned()));
+        let mut host = Runner::new(RunnerConfig::default(), Vec::new());
+        match host.run(&argv, &BTreeMap::new(), None, &[0], &mut self.log) {
+            Err(RunError::Spawn { .. }) if self.opts.image_root => {
+                let mut inside = vec!["systemctl".to_owned()];
+                inside.extend(args.iter().map(|a| (*a).to_owned()));
+                self.runner
+                    .run(&inside, &BTreeMap::new(), None, &[0], &mut self.log)?;
+                Ok(())
+            }
+            other => Ok(other?),
+        }
+    }
+
+    fn execute(
+        &mut self,
+        action: &Action,
+        fetched: &HashMap<String, String>,
+    ) -> Result<(), ActionError> {
+        match &action.kind {
+            ActionKind::WriteFile {
+                path,
+                mode,
+                owner,
+                group,
+                content,
+            } => {
+                let mode = u32::from_str_radix(mode, 8).unwrap_or(0o644);
+                let (uid, gid) = owner_ids(path, owner, group)?;
+                let outcome = self
+                    .writer
+                    .write(path, content.text.as_bytes(), mode, uid, gid)?;
+                self.log
+                    .line(&format!("write {path} ({mode:04o}): {outcome:?}"));
+            }
+            ActionKind::Command {
+                argv,
+                env,
+                stdin,
+                ok_exit_codes,
+            } => {
+                let ok = ok_exit_codes.clone().unwrap_or_else(|| vec![0]);
+                self.runner.run(
+                    argv,
+                    env,
+                    stdin.as_ref().map(|t| t.text.as_str()),
+                    &ok,
+                    &mut self.log,
+                )?;
+            }
+            ActionKind::FetchKey { dest, .. } => {
+                let key = fetched.get(dest).ok_or_else(|| ActionError::Target {
+                    path: dest.clone(),
+                    reason: "key was not fetched".into(),
+                })?;
+                let outcome = self.writer.write(dest, key.as_bytes(), 0o644, 0, 0)?;
+                self.log.line(&format!("key {dest}: {outcome:?}"));
+            }
+            ActionKind::EditIni {
+                path,
+                section,
+                key,
+                value,
+            } => {
+                let original = self.writer.read(path)?;
+                let text = original
+                    .as_deref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                let updated = ini::set(&text, section, key, value);
+                let old = format!("{path}.old");
+                let (mode, uid, gid) = self.writer.metadata(path)?.unwrap_or((0o644, 0, 0));
+                // The true original is saved once; reruns must not overwrite it.
+                if let Some(original) = &original
+                    && updated != text
+                    && self.writer.metadata(&old)?.is_none()
+                {
+                    self.writer.write(&old, original, mode, uid, gid)?;
+                }
+                let outcome = self
+                    .writer
+                    .write(path, updated.as_bytes(), mode, uid, gid)?;
+                self.log
+                    .line(&format!("set [{section}] {key} in {path}: {outcome:?}"));
+            }
+            ActionKind::ReconfigureInstalled { packages } => {
+                let installed = installed_packages(&self.opts.root)?;
+                let chosen: Vec<String> = packages
+                    .iter()
+                    .filter(|p| installed.contains(*p))
+                    .cloned()
+                    .collect();
+                if chosen.is_empty() {
+                    self.log
+                        .line("reconfigure: none of the preseeded packages is installed");
+                } else {
+                    let mut argv = vec![
+                        "dpkg-reconfigure".to_owned(),
+                        "--frontend=noninteractive".to_owned(),
+                    ];
+                    argv.extend(chosen);
+                    let env = Self::env(&[("DEBIAN_FRONTEND", "noninteractive")]);
+                    self.runner.run(&argv, &env, None, &[0], &mut self.log)?;
+                }
+            }
+            ActionKind::EnableService { unit } => {
+                if self.systemd_running() {
+                    let argv: Vec<String> = ["systemctl", "enable", unit.as_str()]
+                        .map(String::from)
+                        .to_vec();
+                    self.runner
+                        .run(&argv, &BTreeMap::new(), None, &[0], &mut self.log)?;
+                } else {
+                    self.offline_systemctl(&["enable", unit])?;
+                }
+            }
+            ActionKind::StartService { unit } => {
+                if self.systemd_running() {
+                    let argv: Vec<String> = ["systemctl", "start", "--no-block", unit.as_str()]
+                        .map(String::from)
+                        .to_vec();
+                    self.runner
+                        .run(&argv, &BTreeMap::new(), None, &[0], &mut self.log)?;
+                } else {
+                    let why = if self.opts.image_root {
+                        "an image root is not running"
+                    } else {
+                        "systemd is not running this system"
+                    };
+                    let warning = format!(
+                        "{unit} not started: {why}; it is enabled and starts at the next boot"
+                    );
+                    self.log.line(&warning);
+                    self.warnings.push(warning);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every key of a module, fetched and verified before any of its actions runs.
+    fn prefetch(&mut self, actions: &[&Action]) -> Result<HashMap<String, String>, ActionError> {
+        let mut fetched = HashMap::new();
+        for action in actions {
+            if let ActionKind::FetchKey {
+                keyid,
+                keyserver,
+                ppa,
+                dest,
+            } = &action.kind
+            {
+                let key = match (keyid, ppa) {
+                    (Some(keyid), _) => {
+                        let keyserver =
+                            keyserver.as_deref().unwrap_or(&self.opts.default_keyserver);
+                        self.log
+                            .line(&format!("fetch key {keyid} from {keyserver}"));
+                        self.keys.by_keyid(keyid, keyserver)?
+                    }
+                    (None, Some(ppa)) => {
+                        self.log.line(&format!("fetch signing key of ppa:{ppa}"));
+                        self.keys.for_ppa(ppa)?
+                    }
+                    (None, None) => continue,
+                };
+                fetched.insert(dest.clone(), key);
+            }
+        }
+        Ok(fetched)
+    }
+
+    fn after_action(&mut self) {
+        self.actions_done += 1;
+        if self.kill_after == Some(self.actions_done) {
+            self.log.line(&format!(
+                "{KILL_HOOK_ENV}: killing this run after action {}",
+                self.actions_done
+            ));
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+
+    fn run_module(&mut self, actions: &[&Action]) -> Result<(), ActionError> {
+        let fetched = self.prefetch(actions)?;
+        for action in actions {
+            self.execute(action, &fetched)?;
+            self.after_action();
+        }
+        Ok(())
+    }
+}
+
+/// Every secret the plan holds, to be scrubbed from command output before it is logged.
+fn plan_secrets(plan: &Plan) -> Vec<String> {
+    let mut secrets = Vec::new();
+    for action in &plan.actions {
+        match &action.kind {
+            ActionKind::WriteFile { content, .. } => secrets.extend(content.secrets.clone()),
+            ActionKind::Command { stdin: Some(t), .. } => secrets.extend(t.secrets.clone()),
+            _ => {}
+        }
+    }
+    secrets
+}
+
+/// Applies `plan` to the target. Errors before any module ran are `Err`; module failures are
+/// in the returned status.
+pub fn apply(plan: &Plan, opts: &ApplyOptions) -> Result<Outcome, ApplyError> {
+    if !opts.root.is_dir() {
+        return Err(ApplyError::NoRoot {
+            root: opts.root.display().to_string(),
+        });
+    }
+    let writer = Writer::new(&opts.root);
+    let state = InstanceState::open(&writer, &opts.instance_id)?;
+    state.store(&opts.user_data, &opts.instance_data)?;
+    let reporter = Reporter::new(&opts.runtime_dir, &opts.root, opts.image_root);
+    reporter.begin_instance(&opts.instance_id);
+    let names: Vec<&str> = MODULES.iter().map(|m| m.name).collect();
+    let mut status = Status::new(&opts.datasource, Some(&opts.instance_id), &names);
+    reporter.write(&status);
+
+    let mut runner_config = RunnerConfig {
+        root: opts.image_root.then(|| opts.root.clone()),
+        ..RunnerConfig::default()
+    };
+    runner_config.lock_timeout = opts.runner.lock_timeout;
+    runner_config.update_attempts = opts.runner.update_attempts;
+    runner_config.retry_backoff = opts.runner.retry_backoff;
+    let mut exec = Executor {
+        opts,
+        writer: writer.clone(),
+        runner: Runner::new(runner_config, plan_secrets(plan)),
+        keys: KeyFetcher::new(&opts.launchpad_api, &opts.default_keyserver),
+        log: RunLog::open(&opts.root),
+        warnings: Vec::new(),
+        actions_done: 0,
+        kill_after: std::env::var(KILL_HOOK_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok()),
+    };
+    exec.log.line(&format!(
+        "cloudcfg {} apply: instance {}, datasource {}, {} actions",
+        env!("CARGO_PKG_VERSION"),
+        opts.instance_id,
+        opts.datasource,
+        plan.actions.len()
+    ));
+
+    for module in MODULES {
+        let actions: Vec<&Action> = plan
+            .actions
+            .iter()
+            .filter(|a| a.module == module.name)
+            .collect();
+        let already = !opts.force && state.done(module.name);
+        let report_skip = |status: &mut Status, reason: String| {
+            if let Some(m) = status.module_mut(module.name) {
+                m.status = ModuleState::Skipped;
+                m.reason = Some(reason);
+            }
+        };
+        if already {
+            let reason = format!("already ran for {}", opts.instance_id);
+            exec.log
+                .line(&format!("{}: skipped, {reason}", module.name));
+            report_skip(&mut status, reason);
+            reporter.write(&status);
+            continue;
+        }
+        if actions.is_empty() {
+            report_skip(&mut status, "nothing to do".into());
+            continue;
+        }
+        let started = now();
+        if let Some(m) = status.module_mut(module.name) {
+            m.status = ModuleState::Running;
+            m.started = Some(started.clone());
+        }
+        reporter.write(&status);
+        exec.log
+            .line(&format!("{}: {} actions", module.name, actions.len()));
+        let result = exec
+            .run_module(&actions)
+            .and_then(|()| state.mark_done(module.name).map_err(ActionError::from));
+        let m = status.module_mut(module.name);
+        match result {
+            Ok(()) => {
+                exec.log.line(&format!("{}: ok", module.name));
+                if let Some(m) = m {
+                    m.status = ModuleState::Ok;
+                    m.finished = Some(now());
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                exec.log
+                    .line(&format!("{}: failed: {message}", module.name));
+                if let Some(m) = m {
+                    m.status = ModuleState::Failed;
+                    m.finished = Some(now());
+                    m.error = Some(message.clone());
+                    m.reason = Some(e.reason().to_owned());
+                }
+                status
+                    .recoverable_errors
+                    .push(format!("{}: {message}", module.name));
+            }
+        }
+        reporter.write(&status);
+    }
+    // Mounts and the policy-rc.d guard are undone before the run is reported finished.
+    drop(exec.runner);
+    status.finish();
+    reporter.write(&status);
+    reporter.boot_finished(&opts.instance_id);
+    exec.log.line(&format!("finished: {:?}", status.status));
+    Ok(Outcome {
+        status,
+        warnings: exec.warnings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn installed_packages_come_from_dpkg_status() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("var/lib/dpkg")).unwrap();
+        std::fs::write(
+            dir.path().join("var/lib/dpkg/status"),
+            "Package: tzdata\nStatus: install ok installed\n\nPackage: gone\nStatus: deinstall ok config-files\n\nPackage: half\nStatus: install ok half-configured\n",
+        )
+        .unwrap();
+        let installed = installed_packages(dir.path()).unwrap();
+        assert_eq!(installed.into_iter().collect::<Vec<_>>(), vec!["tzdata"]);
+    }
+}
