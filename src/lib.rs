@@ -4,6 +4,7 @@
 //! datasource -> user data -> [`decode`] -> [`config::CloudConfig`] -> [`plan`] -> apply -> report.
 //! Everything up to the plan is pure; only apply touches the system.
 
+pub mod autosign;
 pub mod cli;
 pub mod config;
 pub mod decode;
