@@ -1,12 +1,14 @@
 //! The command line (contract.md, "Commands"). Errors of every layer become exit codes here,
 //! in [`CliError::exit_code`], and nowhere else.
 
+use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::autosign;
 use crate::config::system::{self, SystemConfig, SystemConfigError};
 use crate::config::{self, Loaded};
 use crate::decode::Limits;
@@ -98,6 +100,17 @@ pub enum Command {
     Schema {
         #[arg(long)]
         system: bool,
+    },
+    /// puppetserver's policy executable: decide on the CSR (PEM) on standard input; exit 0
+    /// signs, 1 refuses, 2 means the CSR or the policy is unreadable. Also run as `autosign
+    /// CERTNAME` (the binary linked as /usr/lib/cloudcfg/autosign).
+    Autosign {
+        /// The policy (default: the system config's `autosign_policy`, else
+        /// /etc/cloudcfg/autosign.yaml).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// The certname puppetserver asks about.
+        certname: String,
     },
 }
 
@@ -351,6 +364,22 @@ fn status_command(wait: bool, long: bool, format: Format) -> Result<u8, CliError
     Ok(crate::report::status::exit_code(status.as_ref()))
 }
 
+/// Autosign reports every failure itself, as its one decision line, and returns its exit code.
+fn autosign_command(cli_config: Option<&Path>, policy: Option<&Path>, certname: &str) -> u8 {
+    let mut stderr = std::io::stderr().lock();
+    let path = match policy {
+        Some(path) => path.to_path_buf(),
+        None => match system::load(cli_config.unwrap_or(Path::new(system::DEFAULT_PATH))) {
+            Ok(system) => PathBuf::from(system.autosign_policy()),
+            Err(e) => {
+                let outcome = autosign::Outcome::Error(e.into());
+                return autosign::report(certname, &outcome, &mut stderr);
+            }
+        },
+    };
+    autosign::run(&path, certname, &mut std::io::stdin().lock(), &mut stderr)
+}
+
 fn run(cli: Cli) -> Result<u8, CliError> {
     match &cli.command {
         Command::Validate { format, files } => validate(*format, files),
@@ -393,6 +422,11 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             });
             Ok(0)
         }
+        Command::Autosign { policy, certname } => Ok(autosign_command(
+            cli.config.as_deref(),
+            policy.as_deref(),
+            certname,
+        )),
     }
 }
 
@@ -400,7 +434,14 @@ pub fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_target(false)
         .init();
-    let cli = match Cli::try_parse() {
+    let mut args: Vec<OsString> = std::env::args_os().collect();
+    if args
+        .first()
+        .is_some_and(|argv0| autosign::invoked_as_policy_executable(argv0))
+    {
+        args = autosign::policy_executable_args(&args);
+    }
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();

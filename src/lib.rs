@@ -5,6 +5,7 @@
 //! Everything up to the plan is pure; only apply touches the system.
 
 pub mod apply;
+pub mod autosign;
 pub mod cli;
 pub mod config;
 pub mod decode;
