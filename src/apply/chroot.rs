@@ -76,6 +76,11 @@ impl ChrootGuard {
     ) -> Result<(), ChrootError> {
         let target = self.root.join(dir);
         fs::create_dir_all(&target).map_err(io(&target))?;
+        // A run killed earlier left this mounted: take it over, so it is undone this time.
+        if is_mount_point(&target) {
+            self.mounted.push(target);
+            return Ok(());
+        }
         mount(Some(source), &target, fstype, flags, None::<&str>).map_err(|source_err| {
             ChrootError::Mount {
                 what: source,
@@ -93,10 +98,12 @@ impl ChrootGuard {
         if let Some(dir) = policy.parent() {
             fs::create_dir_all(dir).map_err(io(dir))?;
         }
-        // A saved copy left by a killed run is the true original: keep it.
+        // A saved copy left by a killed run is the true original: keep it. A policy-rc.d that
+        // is our own guard, left by a killed run, is not the image's and is not saved.
+        let ours = fs::read_to_string(&policy).is_ok_and(|text| text == POLICY_SCRIPT);
         if saved.exists() {
             self.saved_policy = true;
-        } else if policy.exists() {
+        } else if policy.exists() && !ours {
             fs::rename(&policy, &saved).map_err(io(&policy))?;
             self.saved_policy = true;
         }
@@ -107,13 +114,55 @@ impl ChrootGuard {
     }
 }
 
+/// Whether `path` is a mount point (per /proc/self/mountinfo).
+fn is_mount_point(path: &Path) -> bool {
+    let Ok(real) = fs::canonicalize(path) else {
+        return false;
+    };
+    let real = real.display().to_string();
+    fs::read_to_string("/proc/self/mountinfo").is_ok_and(|info| {
+        info.lines()
+            .any(|l| l.split_whitespace().nth(4) == Some(real.as_str()))
+    })
+}
+
+/// Mount points at or below `dir`, deepest first (a recursive bind of /dev brings /dev/pts,
+/// /dev/shm, /dev/mqueue, which must go before /dev itself).
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let dir = dir.display().to_string();
+    let mut found: Vec<PathBuf> = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .filter(|m| *m == dir || m.starts_with(&format!("{dir}/")))
+        .map(PathBuf::from)
+        .collect();
+    // Stacked mounts (the host's /dev/pts can be mounted twice) appear once each.
+    found.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+    found
+}
+
 impl Drop for ChrootGuard {
     fn drop(&mut self) {
         for target in self.mounted.iter().rev() {
-            // Lazy as a last resort: a process still holding /dev must not keep the image busy.
-            if let Err(e) = umount2(target, MntFlags::empty()) {
-                log::warn!("unmounting {}: {e}; detaching it lazily", target.display());
-                let _ = umount2(target, MntFlags::MNT_DETACH);
+            let real = fs::canonicalize(target).unwrap_or_else(|_| target.clone());
+            let mut remaining = mounts_under(&real);
+            // Each pass unmounts the deepest layer; stop when a pass makes no progress.
+            while !remaining.is_empty() {
+                for mount_point in &remaining {
+                    let _ = umount2(mount_point, MntFlags::empty());
+                }
+                let left = mounts_under(&real);
+                if left.len() >= remaining.len() {
+                    // Lazy only as a last resort: a process still holding /dev must not keep
+                    // the image busy.
+                    for mount_point in &left {
+                        log::warn!("{} is busy: detaching it lazily", mount_point.display());
+                        let _ = umount2(mount_point, MntFlags::MNT_DETACH);
+                    }
+                    break;
+                }
+                remaining = left;
             }
         }
         if self.wrote_policy {

@@ -129,6 +129,13 @@ fn installed_packages(root: &Path) -> Result<BTreeSet<String>, ActionError> {
     Ok(installed)
 }
 
+/// Files a package's config script reads back in preference to the debconf database, so a
+/// preseeded answer only takes effect on reconfigure once they are gone (cloud-init keeps the
+/// same kind of table, CONFIG_CLEANERS, for its own package). tzdata's config takes the zone of
+/// /etc/localtime and /etc/timezone over a preseeded tzdata/Areas.
+const RECONFIGURE_CLEANERS: &[(&str, &[&str])] =
+    &[("tzdata", &["/etc/localtime", "/etc/timezone"])];
+
 /// Plans only ever name root (contract.md: the puppet user may not exist yet); anything else
 /// is a planning bug, refused rather than guessed.
 fn owner_ids(path: &str, owner: &str, group: &str) -> Result<(u32, u32), ActionError> {
@@ -255,6 +262,18 @@ impl Executor<'_> {
                     self.log
                         .line("reconfigure: none of the preseeded packages is installed");
                 } else {
+                    for (package, paths) in RECONFIGURE_CLEANERS {
+                        if !chosen.iter().any(|c| c == package) {
+                            continue;
+                        }
+                        for path in *paths {
+                            if self.writer.remove(path)? {
+                                self.log.line(&format!(
+                                    "{package}: removed {path} so that the preseeded answer applies"
+                                ));
+                            }
+                        }
+                    }
                     let mut argv = vec![
                         "dpkg-reconfigure".to_owned(),
                         "--frontend=noninteractive".to_owned(),

@@ -189,6 +189,9 @@ impl Reporter {
         let cloud_init_installed = ["usr/bin/cloud-init", "usr/local/bin/cloud-init"]
             .iter()
             .any(|p| target_root.join(p).exists());
+        if let Err(e) = std::fs::create_dir_all(runtime_dir) {
+            log::warn!("creating {}: {e}", runtime_dir.display());
+        }
         Reporter {
             runtime: Writer::new(runtime_dir),
             compat_root: (!image_root && !cloud_init_installed).then(|| Writer::new(target_root)),
