@@ -963,13 +963,20 @@ fn selections_text(config: &CloudConfig) -> Option<String> {
     Some(text)
 }
 
-/// The values of `password` questions: secrets of the selections.
+/// The values of `password` questions: secrets of the selections. A value is the rest of its
+/// line after the type word, as written: debconf-set-selections keeps inner spacing, so words
+/// joined again with single spaces would miss `s3  cr3t` and leave it unredacted.
 fn debconf_secrets(text: &str) -> Vec<String> {
     text.lines()
         .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            let (_owner, _question, kind) = (words.next()?, words.next()?, words.next()?);
-            (kind == "password").then(|| words.collect::<Vec<_>>().join(" "))
+            let mut rest = line.trim_start();
+            let mut words = [""; 3];
+            for word in &mut words {
+                let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                *word = &rest[..end];
+                rest = rest[end..].trim_start();
+            }
+            (words[2] == "password").then(|| rest.trim_end().to_owned())
         })
         .filter(|v| !v.is_empty())
         .collect()
@@ -1201,6 +1208,8 @@ mod tests {
         let text = "# c\ntzdata tzdata/Areas select Europe\nmysql-server mysql-server/root_password password s3 cr\n";
         assert_eq!(selection_packages(text), vec!["mysql-server", "tzdata"]);
         assert_eq!(debconf_secrets(text), vec!["s3 cr"]);
+        let spaced = "mysql-server mysql-server/root_password password  s3  cr3t \n";
+        assert_eq!(debconf_secrets(spaced), vec!["s3  cr3t"]);
     }
 
     #[test]
