@@ -68,8 +68,26 @@ impl Diagnostic {
             out.push_str(": ");
         }
         out.push_str(&self.message);
-        out
+        escape_controls(&out)
     }
+}
+
+/// Control characters as Rust escapes (`\n`, `\u{1b}`): messages quote user text (keys, file
+/// names), and a line break there would forge a second diagnostic line, an escape sequence
+/// would reach the terminal.
+fn escape_controls(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Diagnostics of one file, in source order.
