@@ -4,6 +4,7 @@
 //!
 //! The modules run in the order of [`crate::modules::MODULES`]; each plans its own actions.
 
+pub mod invariants;
 pub mod render;
 
 use std::collections::BTreeMap;
