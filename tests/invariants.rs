@@ -98,6 +98,11 @@ fn every_fixture_and_seed_keeps_the_invariants() {
 /// refuse the input (`None`: the input is accepted and its plan keeps the invariants).
 const REGRESSIONS: &[(&str, Option<&str>)] = &[
     ("debconf-password-inner-spaces.yaml", None),
+    ("apt-credentials-sources-list-and-at.yaml", None),
+    (
+        "proxy-quote-injection.yaml",
+        Some("'\"' is not allowed in one"),
+    ),
     (
         "diagnostic-line-break.yaml",
         Some("filename: \"\\nud.yaml:1:1: error: forged\" must not contain control characters"),

@@ -187,9 +187,16 @@ static URL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^[A-Za-z][A-Za-z0-9+.-]*://[^\s/?#]+(/[^\s]*)?$").expect("static regex")
 });
 
-/// An absolute URL on one line (proxies, mirrors, keyservers given as URLs).
+/// An absolute URL on one line (proxies, mirrors, keyservers given as URLs). Characters that
+/// RFC 3986 never allows in a URL are refused: a `"` would end the quoted value of the apt.conf
+/// proxy line and let the rest be read as apt configuration.
 pub fn url(value: &str) -> Result<(), String> {
     single_line(value)?;
+    if let Some(c) = value.chars().find(|c| "\"<>\\^`{|}".contains(*c)) {
+        return Err(format!(
+            "{value:?} is not a URL: {c:?} is not allowed in one"
+        ));
+    }
     if URL.is_match(value) {
         Ok(())
     } else {
@@ -408,6 +415,13 @@ mod tests {
         );
         assert!(Ppa::parse("ppa:nameonly").unwrap().is_err());
         assert!(Ppa::parse("deb http://x y z").is_none());
+    }
+
+    #[test]
+    fn urls_refuse_what_rfc_3986_never_allows() {
+        assert!(url("http://proxy.example.org:3128").is_ok());
+        assert!(url("http://h\";Acquire::AllowInsecureRepositories\"true").is_err());
+        assert!(url("http://h/a\\b").is_err());
     }
 
     #[test]

@@ -902,29 +902,47 @@ fn sources_list_text(config: &CloudConfig, facts: &Facts, release: &str) -> Stri
     disable_suites(&rendered, &disabled, release)
 }
 
-/// Userinfo (`user:password`) of every URL in a text: the secrets of an apt.conf snippet.
+/// Userinfo (`user:password`) of every URL in a text: the secrets of an apt file. The
+/// authority runs from `://` to the first whitespace, `"`, `/`, `?` or `#`, and the userinfo
+/// ends at its *last* `@`, as apt's URI parser reads it: stopping at the first `@` left the
+/// rest of a password such as `p@ss` in clear.
 fn url_credentials(text: &str) -> Vec<String> {
-    static URL_IN_TEXT: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r#"[A-Za-z][A-Za-z0-9+.-]*://([^\s/@"';]+)@"#).expect("static regex")
-    });
-    URL_IN_TEXT
-        .captures_iter(text)
-        .map(|c| c[1].to_owned())
-        .collect()
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let after = &rest[at + 3..];
+        let end = after
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '/' | '?' | '#'))
+            .unwrap_or(after.len());
+        if let Some(last) = after[..end].rfind('@')
+            && last > 0
+        {
+            found.push(after[..last].to_owned());
+        }
+        rest = after;
+    }
+    found
 }
 
-/// An apt.conf.d file: 0600 when it carries credentials (contract.md).
-fn conf_file(planner: &mut Planner<'_>, name: &str, content: String) {
+/// A file of apt's: 0600 and redacted when it carries URL credentials, whatever the file
+/// (contract.md asks it of the proxy file; a mirror, a deb line or an apt.conf snippet can
+/// carry a password just as well, and sources.list is world-readable otherwise).
+fn apt_file(planner: &mut Planner<'_>, path: String, content: String) {
     let secrets = url_credentials(&content);
     let mode = if secrets.is_empty() { 0o644 } else { 0o600 };
     planner.write_file(
-        format!("{APT_CONF_DIR}/{name}"),
+        path,
         mode,
         Text {
             text: content,
             secrets,
         },
     );
+}
+
+/// An apt.conf.d file: 0600 when it carries credentials (contract.md).
+fn conf_file(planner: &mut Planner<'_>, name: &str, content: String) {
+    apt_file(planner, format!("{APT_CONF_DIR}/{name}"), content);
 }
 
 fn selections_text(config: &CloudConfig) -> Option<String> {
@@ -1083,10 +1101,10 @@ pub fn plan(planner: &mut Planner<'_>) -> Result<(), PlanError> {
     let mirrors = mirrors(config, facts);
     if writes_sources_list(config) {
         let release = release.unwrap_or_default();
-        planner.write_file(
-            SOURCES_LIST,
-            0o644,
-            Text::plain(sources_list_text(config, facts, release)),
+        apt_file(
+            planner,
+            SOURCES_LIST.to_owned(),
+            sources_list_text(config, facts, release),
         );
     }
     let mut files: IndexMap<String, String> = IndexMap::new();
@@ -1144,16 +1162,7 @@ pub fn plan(planner: &mut Planner<'_>) -> Result<(), PlanError> {
         content.push('\n');
     }
     for (path, content) in files {
-        let secrets = url_credentials(&content);
-        let mode = if secrets.is_empty() { 0o644 } else { 0o600 };
-        planner.write_file(
-            path,
-            mode,
-            Text {
-                text: content,
-                secrets,
-            },
-        );
+        apt_file(planner, path, content);
     }
 
     // 4. debconf answers, then reconfigure what is already installed.
@@ -1210,6 +1219,18 @@ mod tests {
         assert_eq!(debconf_secrets(text), vec!["s3 cr"]);
         let spaced = "mysql-server mysql-server/root_password password  s3  cr3t \n";
         assert_eq!(debconf_secrets(spaced), vec!["s3  cr3t"]);
+    }
+
+    #[test]
+    fn credentials_run_to_the_last_at() {
+        assert_eq!(
+            url_credentials("Acquire::http::Proxy \"http://u:p@ss@proxy:3128\";\n"),
+            vec!["u:p@ss"]
+        );
+        assert_eq!(
+            url_credentials("deb http://h/a@b x main\ndeb ftp://u;x@h/ y main"),
+            vec!["u;x"]
+        );
     }
 
     #[test]

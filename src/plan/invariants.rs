@@ -380,7 +380,7 @@ fn check_content(path: &str, content: &Text) -> Result<(), String> {
                     .and_then(|rest| rest.strip_suffix("\";"))
             });
             match url {
-                Some(url) if !url.contains(['"', '\\', ';']) && has_control(url).is_none() => {}
+                Some(url) if !url.contains(['"', '\\']) && has_control(url).is_none() => {}
                 _ => {
                     return Err(format!(
                         "{path}: line {line:?} is not `Acquire::SCHEME::Proxy \"URL\";`"
@@ -393,7 +393,7 @@ fn check_content(path: &str, content: &Text) -> Result<(), String> {
 }
 
 /// `user[:password]` of every URL in a text, found independently of the planner: the
-/// authority runs from `://` to the first whitespace, quote, `/`, `?` or `#`, and the userinfo
+/// authority runs from `://` to the first whitespace, `"`, `/`, `?` or `#`, and the userinfo
 /// ends at its last `@` (as URL parsers read it).
 fn userinfos(text: &str) -> Vec<&str> {
     let mut found = Vec::new();
@@ -401,7 +401,7 @@ fn userinfos(text: &str) -> Vec<&str> {
     while let Some(at) = rest.find("://") {
         let after = &rest[at + 3..];
         let end = after
-            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '/' | '?' | '#'))
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '/' | '?' | '#'))
             .unwrap_or(after.len());
         let authority = &after[..end];
         if let Some(last) = authority.rfind('@')
@@ -414,22 +414,24 @@ fn userinfos(text: &str) -> Vec<&str> {
     found
 }
 
-/// A file of apt's holding URL credentials is 0600, and its redacted form hides them.
+/// A file of apt's holding URL credentials is 0600, and in its redacted form every userinfo
+/// is redaction markers and `:` only (nothing of a user or password shows).
 fn check_credentials(path: &str, mode: &str, content: &Text) -> Result<(), String> {
     if !path.starts_with("/etc/apt/") || path.starts_with(KEYRINGS_DIR) {
         return Ok(());
     }
-    let redacted = strip_markers(&content.redacted());
-    for userinfo in userinfos(&content.text) {
-        if mode != "0600" {
-            return Err(format!("{path} holds URL credentials but is {mode}"));
-        }
-        let password = userinfo.split_once(':').map_or(userinfo, |(_, p)| p);
-        if !password.is_empty() && redacted.contains(password) {
-            return Err(format!(
-                "{path}: the redacted content still shows the password of {userinfo:?}"
-            ));
-        }
+    if !userinfos(&content.text).is_empty() && mode != "0600" {
+        return Err(format!("{path} holds URL credentials but is {mode}"));
+    }
+    let redacted = replace_markers(&content.redacted(), "\u{e000}");
+    if let Some(shown) = userinfos(&redacted)
+        .into_iter()
+        .find(|u| u.chars().any(|c| c != '\u{e000}' && c != ':'))
+    {
+        return Err(format!(
+            "{path}: the redacted content still shows URL credentials ({} chars)",
+            shown.replace('\u{e000}', "").chars().count()
+        ));
     }
     Ok(())
 }
@@ -755,6 +757,11 @@ fn check_order(plan: &Plan) -> Result<(), Violation> {
 
 /// The text without its `<redacted sha256:…>` markers (12 hex digits each).
 fn strip_markers(text: &str) -> String {
+    replace_markers(text, "")
+}
+
+/// The text with each `<redacted sha256:…>` marker replaced by `with`.
+fn replace_markers(text: &str, with: &str) -> String {
     const OPEN: &str = "<redacted sha256:";
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -763,6 +770,7 @@ fn strip_markers(text: &str) -> String {
         let after = &rest[at + OPEN.len()..];
         let hex_len = after.bytes().take_while(u8::is_ascii_hexdigit).count();
         if hex_len == 12 && after[12..].starts_with('>') {
+            out.push_str(with);
             rest = &after[13..];
         } else {
             out.push_str(OPEN);
