@@ -104,6 +104,10 @@ const REGRESSIONS: &[(&str, Option<&str>)] = &[
         Some("'\"' is not allowed in one"),
     ),
     (
+        "debconf-owner-not-a-package.yaml",
+        Some("the owner \"--frontend=readline\" is not a Debian package name"),
+    ),
+    (
         "diagnostic-line-break.yaml",
         Some("filename: \"\\nud.yaml:1:1: error: forged\" must not contain control characters"),
     ),

@@ -514,6 +514,14 @@ fn check_debconf_text(cx: &mut Checker<'_>, path: &str, text: &str) {
                     n + 1
                 ),
             );
+        } else if let Err(e) = values::package_name(words[0].split(':').next().unwrap_or_default())
+        {
+            // The owner is the package dpkg-reconfigure gets (reconfigure_installed): a word
+            // that is no package name could be read as one of its options.
+            cx.error(
+                path,
+                format!("line {} of the selections: the owner {e}", n + 1),
+            );
         } else if !DEBCONF_TYPES.contains(&words[2]) {
             cx.warning(
                 path,
