@@ -805,6 +805,14 @@ fn check_redaction(plan: &Plan) -> Result<(), Violation> {
                 ));
             }
             let visible = strip_markers(&shown.text);
+            // Markers are `<…>`: a `<` more than the original had is a garbled marker.
+            if visible.matches('<').count() > original.text.matches('<').count() {
+                return Err(violation(
+                    "redaction",
+                    Some(i),
+                    "a redaction marker was garbled by a later replacement",
+                ));
+            }
             if let Some(secret) = original
                 .secrets
                 .iter()

@@ -95,14 +95,39 @@ impl Text {
     }
 
     /// The text with every secret replaced by `<redacted sha256:…>`.
+    ///
+    /// One pass over the original text: every occurrence of every secret is found first and
+    /// overlapping ones are joined, then each span is replaced once. Replacing secret after
+    /// secret would also replace inside the markers already written (a one-letter password
+    /// `a` garbled every `<redacted sha256:…>`) and could cut an overlapping secret in two.
     pub fn redacted(&self) -> String {
-        let mut secrets: Vec<&String> = self.secrets.iter().filter(|s| !s.is_empty()).collect();
-        // Longest first, so a secret that contains another is replaced whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        let mut out = self.text.clone();
-        for secret in secrets {
-            out = out.replace(secret.as_str(), &redaction(secret));
+        let mut spans: Vec<(usize, usize)> = Vec::new();
+        for secret in self.secrets.iter().filter(|s| !s.is_empty()) {
+            spans.extend(
+                self.text
+                    .match_indices(secret.as_str())
+                    .map(|(at, m)| (at, at + m.len())),
+            );
         }
+        if spans.is_empty() {
+            return self.text.clone();
+        }
+        spans.sort_unstable();
+        let mut joined: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
+        for (start, end) in spans {
+            match joined.last_mut() {
+                Some(last) if start < last.1 => last.1 = last.1.max(end),
+                _ => joined.push((start, end)),
+            }
+        }
+        let mut out = String::with_capacity(self.text.len());
+        let mut done = 0;
+        for (start, end) in joined {
+            out.push_str(&self.text[done..start]);
+            out.push_str(&redaction(&self.text[start..end]));
+            done = end;
+        }
+        out.push_str(&self.text[done..]);
         out
     }
 }
@@ -362,5 +387,29 @@ mod tests {
         assert!(!r.contains("S3cret"));
         assert!(r.starts_with("a <redacted sha256:"));
         assert_eq!(r.matches("<redacted").count(), 2);
+    }
+
+    #[test]
+    fn redaction_leaves_its_own_markers_alone() {
+        let t = Text {
+            text: "pw=S3cret a=a".into(),
+            secrets: vec!["S3cret".into(), "a".into()],
+        };
+        let r = t.redacted();
+        assert_eq!(
+            r,
+            format!(
+                "pw={} {}={}",
+                redaction("S3cret"),
+                redaction("a"),
+                redaction("a")
+            )
+        );
+        // Overlapping secrets are hidden as one span.
+        let t = Text {
+            text: "xyz".into(),
+            secrets: vec!["xy".into(), "yz".into()],
+        };
+        assert_eq!(t.redacted(), redaction("xyz"));
     }
 }
