@@ -100,6 +100,7 @@ const REGRESSIONS: &[(&str, Option<&str>)] = &[
     ("debconf-password-inner-spaces.yaml", None),
     ("apt-credentials-sources-list-and-at.yaml", None),
     ("redaction-short-secret.yaml", None),
+    ("long-unknown-key.yaml", None),
     (
         "proxy-quote-injection.yaml",
         Some("'\"' is not allowed in one"),

@@ -281,8 +281,14 @@ impl Loaded {
 }
 
 pub fn suggest<'k>(key: &str, candidates: impl IntoIterator<Item = &'k str>) -> Option<&'k str> {
+    // Jaro-Winkler reaches 0.85 only when neither string is over 4 times the other's length
+    // (jaro <= (1/4 + 1 + 1) / 3 = 0.75, and the prefix bonus lifts 0.75 to 0.85 at most), so
+    // other candidates are skipped unscored: scoring a 64 KiB key costs its length times each
+    // candidate's.
+    let len = key.chars().count();
     candidates
         .into_iter()
+        .filter(|c| len <= 4 * c.len() && c.len() <= 4 * len)
         .map(|c| (strsim::jaro_winkler(key, c), c))
         .filter(|(score, _)| *score >= 0.85)
         .max_by(|a, b| a.0.total_cmp(&b.0))
@@ -423,5 +429,30 @@ pub fn load(bytes: &[u8], limits: &Limits) -> Loaded {
         user_data,
         config,
         report,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The length filter of `suggest` drops only candidates that could not score 0.85.
+        #[test]
+        fn suggest_skips_only_hopeless_candidates(key in "[a-z_]{1,12}", extra in "[a-z_]{1,60}") {
+            let long = format!("{key}{extra}");
+            let (short_len, long_len) = (key.chars().count(), long.chars().count());
+            if long_len > 4 * short_len {
+                prop_assert!(strsim::jaro_winkler(&long, &key) < 0.85);
+                prop_assert!(strsim::jaro_winkler(&key, &long) < 0.85);
+            }
+        }
+    }
+
+    #[test]
+    fn suggestions_still_find_typos() {
+        assert_eq!(suggest("pakages", ["packages", "puppet"]), Some("packages"));
+        assert_eq!(suggest(&"p".repeat(70_000), ["packages"]), None);
     }
 }
