@@ -175,3 +175,23 @@ fn mime_parts() {
     assert_ok(&doc(limit));
     assert_err(&doc(limit + 1), "more than 100 MIME parts");
 }
+
+#[test]
+fn alias_bytes() {
+    let limit = Limits::default().max_alias_bytes;
+    assert_eq!(limit, MIB);
+    // A 1 KiB scalar aliased n times repeats n KiB of text.
+    let doc = |n: usize| {
+        format!(
+            "#cloud-config\na: &a {}\nb: [{}]\n",
+            "x".repeat(1024),
+            vec!["*a"; n].join(", ")
+        )
+        .into_bytes()
+    };
+    assert_ok(&doc(limit / 1024));
+    assert_err(
+        &doc(limit / 1024 + 1),
+        "aliases repeat more than 1048576 bytes of text",
+    );
+}

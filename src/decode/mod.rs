@@ -9,9 +9,10 @@
 pub mod de;
 pub mod yaml;
 
+use std::collections::HashMap;
 use std::io::Read;
 
-use self::yaml::{DuplicateKey, Entry, Node, Pos, Value};
+use self::yaml::{DuplicateKey, Node, Pos, Value};
 
 /// Resource limits for everything derived from user data. See the README's limits table.
 #[derive(Debug, Clone)]
@@ -24,6 +25,8 @@ pub struct Limits {
     pub max_depth: usize,
     /// YAML nodes, counting every node an alias repeats.
     pub max_nodes: usize,
+    /// Bytes of scalar text that aliases repeat (all aliases together).
+    pub max_alias_bytes: usize,
     /// Bytes of one scalar value.
     pub max_value_bytes: usize,
     /// MIME parts.
@@ -43,6 +46,9 @@ impl Default for Limits {
             max_decompressed_bytes: 16 * MIB,
             max_depth: 64,
             max_nodes: 250_000,
+            // As much as one value may hold: anchors share a key block or a few settings,
+            // and more is an amplification attack, not a config.
+            max_alias_bytes: MIB,
             max_value_bytes: MIB,
             max_parts: 100,
             max_packages: 20_000,
@@ -456,17 +462,25 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<UserData, DecodeError> {
 fn merge_roots(roots: Vec<(usize, Node)>) -> Option<Node> {
     let mut iter = roots.into_iter();
     let (_, mut merged) = iter.next()?;
+    // Keys by hash: up to max_parts parts of many keys each must not cost parts x keys^2.
+    let mut index: HashMap<String, usize> = HashMap::new();
+    if let Value::Map(into) = &merged.value {
+        for (i, e) in into.iter().enumerate() {
+            index.insert(e.key.scalar_text().unwrap_or_default().to_owned(), i);
+        }
+    }
     for (_, root) in iter {
         let (Value::Map(into), Value::Map(from)) = (&mut merged.value, root.value) else {
             continue;
         };
         for entry in from {
-            match into
-                .iter_mut()
-                .find(|e: &&mut Entry| e.key.scalar_text() == entry.key.scalar_text())
-            {
+            let key = entry.key.scalar_text().unwrap_or_default().to_owned();
+            match index.get(&key).and_then(|&i| into.get_mut(i)) {
                 Some(existing) => *existing = entry,
-                None => into.push(entry),
+                None => {
+                    index.insert(key, into.len());
+                    into.push(entry);
+                }
             }
         }
     }

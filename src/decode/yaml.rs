@@ -10,9 +10,10 @@
 //!
 //! Resource use is bounded by counted budgets, never by a clock: nesting depth and the number of
 //! nodes, counting every node an alias expands to, so a "billion laughs" document stops after
-//! [`Limits::max_nodes`] nodes however it is built.
+//! [`Limits::max_nodes`] nodes however it is built, and the text aliases repeat, so one long
+//! scalar aliased many times stops after [`Limits::max_alias_bytes`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::LazyLock;
 
@@ -162,6 +163,8 @@ pub struct Node {
     pub size: usize,
     /// Nesting levels below this node (0 for a scalar).
     pub height: usize,
+    /// Bytes of scalar text in this subtree, keys included: what an alias to it repeats.
+    pub bytes: usize,
 }
 
 impl Node {
@@ -244,6 +247,7 @@ struct Builder<'l> {
     stack: Vec<Frame>,
     anchors: HashMap<usize, Node>,
     nodes: usize,
+    alias_bytes: usize,
     duplicates: Vec<DuplicateKey>,
     root: Option<Node>,
     documents: usize,
@@ -258,6 +262,22 @@ impl Builder<'_> {
                 message: format!(
                     "document too large: more than {} nodes (aliases count every node they repeat)",
                     self.limits.max_nodes
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Text an alias repeats: counting nodes alone would let one 1 MiB scalar, aliased
+    /// 250,000 times, fill 250 GB.
+    fn charge_alias_bytes(&mut self, bytes: usize, pos: Pos) -> Result<(), YamlError> {
+        self.alias_bytes = self.alias_bytes.saturating_add(bytes);
+        if self.alias_bytes > self.limits.max_alias_bytes {
+            return Err(YamlError {
+                pos,
+                message: format!(
+                    "aliases repeat more than {} bytes of text",
+                    self.limits.max_alias_bytes
                 ),
             });
         }
@@ -312,6 +332,7 @@ impl Builder<'_> {
 
     fn finish_map(&mut self, pos: Pos, entries: Vec<Entry>) -> Result<Node, YamlError> {
         let mut merged: Vec<Entry> = Vec::new();
+        let mut merged_keys: HashSet<String> = HashSet::new();
         let mut explicit: Vec<Entry> = Vec::with_capacity(entries.len());
         for entry in entries {
             let is_merge = matches!(&entry.key.value,
@@ -335,10 +356,9 @@ impl Builder<'_> {
             for source in sources {
                 if let Value::Map(source_entries) = &source.value {
                     for e in source_entries {
-                        let present = merged
-                            .iter()
-                            .any(|m| m.key.scalar_text() == e.key.scalar_text());
-                        if !present {
+                        let key = e.key.scalar_text().unwrap_or_default();
+                        if !merged_keys.contains(key) {
+                            merged_keys.insert(key.to_owned());
                             merged.push(e.clone());
                         }
                     }
@@ -346,14 +366,13 @@ impl Builder<'_> {
             }
         }
         // Later explicit duplicates replace the value but keep the first position, as a Python
-        // dict does; each is remembered so validate can name both places.
+        // dict does; each is remembered so validate can name both places. Keys are found by
+        // hashing: a mapping may have tens of thousands of keys, and merge keys repeat them.
         let mut result: Vec<Entry> = Vec::with_capacity(merged.len() + explicit.len());
+        let mut index: HashMap<String, usize> = HashMap::with_capacity(explicit.len());
         for entry in explicit {
             let key_text = entry.key.scalar_text().unwrap_or_default().to_owned();
-            if let Some(existing) = result
-                .iter_mut()
-                .find(|e| e.key.scalar_text() == Some(key_text.as_str()))
-            {
+            if let Some(existing) = index.get(&key_text).and_then(|&i| result.get_mut(i)) {
                 self.duplicates.push(DuplicateKey {
                     key: key_text,
                     first: existing.key.pos,
@@ -361,14 +380,12 @@ impl Builder<'_> {
                 });
                 existing.value = entry.value;
             } else {
+                index.insert(key_text, result.len());
                 result.push(entry);
             }
         }
         for entry in merged {
-            if !result
-                .iter()
-                .any(|e| e.key.scalar_text() == entry.key.scalar_text())
-            {
+            if !index.contains_key(entry.key.scalar_text().unwrap_or_default()) {
                 result.push(entry);
             }
         }
@@ -381,11 +398,16 @@ impl Builder<'_> {
             .map(|e| e.value.height.max(e.key.height))
             .max()
             .unwrap_or(0);
+        let bytes = result
+            .iter()
+            .map(|e| e.key.bytes.saturating_add(e.value.bytes))
+            .fold(0, usize::saturating_add);
         Ok(Node {
             pos,
             value: Value::Map(result),
             size,
             height,
+            bytes,
         })
     }
 
@@ -422,6 +444,7 @@ impl Builder<'_> {
                 });
                 let node = Node {
                     pos,
+                    bytes: text.len(),
                     value: Value::Scalar(Scalar {
                         text: text.into_owned(),
                         style,
@@ -455,11 +478,13 @@ impl Builder<'_> {
                 if let Some(Frame::Seq { pos, anchor, items }) = self.stack.pop() {
                     let size = 1 + items.iter().map(|n| n.size).sum::<usize>();
                     let height = 1 + items.iter().map(|n| n.height).max().unwrap_or(0);
+                    let bytes = items.iter().map(|n| n.bytes).fold(0, usize::saturating_add);
                     let node = Node {
                         pos,
                         value: Value::Seq(items),
                         size,
                         height,
+                        bytes,
                     };
                     self.push_node(node, anchor)?;
                 }
@@ -483,9 +508,10 @@ impl Builder<'_> {
                         message: "alias to an unknown anchor".into(),
                     });
                 };
-                let (size, height) = (target.size, target.height);
+                let (size, height, bytes) = (target.size, target.height, target.bytes);
                 self.charge(size, pos)?;
                 self.check_depth(height, pos)?;
+                self.charge_alias_bytes(bytes, pos)?;
                 let Some(mut node) = self.anchors.get(&id).cloned() else {
                     return Ok(());
                 };
@@ -512,6 +538,7 @@ pub fn parse(text: &str, limits: &Limits) -> Result<Document, YamlError> {
         stack: Vec::new(),
         anchors: HashMap::new(),
         nodes: 0,
+        alias_bytes: 0,
         duplicates: Vec::new(),
         root: None,
         documents: 0,
