@@ -105,6 +105,26 @@ const REGRESSIONS: &[(&str, Option<&str>)] = &[
         Some("aliases repeat more than 1048576 bytes of text"),
     ),
     ("merge-keys-quadratic.yaml", None),
+    (
+        "list-name-empty.yaml",
+        Some("the file name before `.list` must not be empty"),
+    ),
+    (
+        "source-name-space.yaml",
+        Some("apt reads only file names of ASCII letters"),
+    ),
+    (
+        "apt-conf-overwrites-proxy.yaml",
+        Some("\"90cloud-init-aptproxy\" is the file the proxy keys write"),
+    ),
+    (
+        "mirror-search-line-break.yaml",
+        Some("apt_mirror_search[0]: must be a single line"),
+    ),
+    (
+        "keyserver-credentials.yaml",
+        Some("a keyserver takes no credentials"),
+    ),
     ("long-unknown-key.yaml", None),
     (
         "proxy-quote-injection.yaml",

@@ -25,6 +25,24 @@ pub fn plain_file_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A name under /etc/apt/sources.list.d or /etc/apt/keyrings (a v3 source name, `filename`):
+/// apt reads only the files of sources.list.d named with ASCII letters, digits, `_`, `-`, `.`
+/// and `:`, and skips the others without a word, so such a source would silently do nothing;
+/// and the keyring path goes into `signed-by=`, where a space or `]` would break the line.
+pub fn apt_file_name(name: &str) -> Result<(), String> {
+    plain_file_name(name)?;
+    match name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')))
+    {
+        Some(c) => Err(format!(
+            "{name:?}: apt reads only file names of ASCII letters, digits, `_`, `-`, `.` and `:` \
+             (it skips the others silently); {c:?} is not one"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// A value that ends up on one line of a file.
 pub fn single_line(value: &str) -> Result<(), String> {
     if value.contains(['\n', '\r']) {
@@ -216,6 +234,12 @@ pub fn url_userinfo(value: &str) -> Option<&str> {
 /// A keyserver: a bare host name, or an `hkp://`, `hkps://`, `http://` or `https://` URL.
 pub fn keyserver(value: &str) -> Result<(), String> {
     single_line(value)?;
+    if url_userinfo(value).is_some() {
+        // fetch_key shows its keyserver in the plan and logs, where nothing is redacted.
+        return Err(format!(
+            "keyserver {value:?}: a keyserver takes no credentials (`user:password@`)"
+        ));
+    }
     if value.contains("://") {
         let scheme = value.split("://").next().unwrap_or_default();
         if !matches!(scheme, "hkp" | "hkps" | "http" | "https") {
@@ -366,6 +390,15 @@ mod tests {
     }
 
     #[test]
+    fn apt_file_names() {
+        assert!(apt_file_name("00-boot-sources.list").is_ok());
+        assert!(apt_file_name("docker_ce:x").is_ok());
+        assert!(apt_file_name("a b").is_err());
+        assert!(apt_file_name("a]b").is_err());
+        assert!(apt_file_name("a+b").is_err());
+    }
+
+    #[test]
     fn key_ids() {
         assert_eq!(
             KeyId::parse("b54f83ba163d7715").unwrap().as_str(),
@@ -428,6 +461,7 @@ mod tests {
     fn url_userinfo_is_found() {
         assert_eq!(url_userinfo("http://u:p@proxy:3128"), Some("u:p"));
         assert_eq!(url_userinfo("http://proxy:3128/a@b"), None);
+        assert!(keyserver("https://u:p@ks.example.org").is_err());
     }
 
     #[test]

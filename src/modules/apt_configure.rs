@@ -189,7 +189,7 @@ impl SourceEntry<'_> {
         Ppa::parse(line).and_then(Result::ok)
     }
 
-    fn list_stem(&self) -> String {
+    pub fn list_stem(&self) -> String {
         let name = self
             .source
             .filename
@@ -383,14 +383,20 @@ fn check_source(cx: &mut Checker<'_>, entry: &SourceEntry<'_>) {
     if let Some(name) = entry.name {
         cx.check(
             path,
-            values::plain_file_name(name).map_err(|e| format!("source name {e}")),
+            values::apt_file_name(name).map_err(|e| format!("source name {e}")),
         );
     }
     if let Some(filename) = &src.filename {
-        cx.check(
-            &format!("{path}.filename"),
-            values::plain_file_name(filename),
-        );
+        cx.check(&format!("{path}.filename"), values::apt_file_name(filename));
+    }
+    if entry.list_stem().is_empty() {
+        // `filename: .list` would write /etc/apt/sources.list.d/.list.
+        let at = if src.filename.is_some() {
+            format!("{path}.filename")
+        } else {
+            path.clone()
+        };
+        cx.error(&at, "the file name before `.list` must not be empty");
     }
     check_key_fields(
         cx,
@@ -629,6 +635,10 @@ pub fn check(config: &CloudConfig, cx: &mut Checker<'_>) {
     if let Some(uri) = &config.apt_mirror {
         cx.check("apt_mirror", values::url(uri));
     }
+    for (i, uri) in config.apt_mirror_search.iter().flatten().enumerate() {
+        // The first one becomes $MIRROR in source lines and sources.list.
+        cx.check(&format!("apt_mirror_search[{i}]"), values::url(uri));
+    }
     if config.apt_mirror_search_dns == Some(true) {
         cx.warning(
             "apt_mirror_search_dns",
@@ -643,12 +653,29 @@ pub fn check(config: &CloudConfig, cx: &mut Checker<'_>) {
             "sources.list is preserved: the mirrors and sources_list given are not written",
         );
     }
+    // Files that other keys write: an apt_conf entry of the same name would be overwritten.
+    let generated = [
+        (
+            APT_PROXY_FILE,
+            !proxies(config).is_empty(),
+            "the proxy keys",
+        ),
+        (
+            APT_CONFIG_FILE,
+            config.apt.as_ref().is_some_and(|a| a.conf.is_some()),
+            "`apt.conf`",
+        ),
+    ];
     for (i, entry) in config.apt_conf.iter().flatten().enumerate() {
         if let Some(filename) = &entry.filename {
-            cx.check(
-                &format!("apt_conf[{i}].filename"),
-                values::plain_file_name(filename),
-            );
+            let p = format!("apt_conf[{i}].filename");
+            cx.check(&p, values::plain_file_name(filename));
+            if let Some((_, _, by)) = generated
+                .iter()
+                .find(|(name, written, _)| *written && filename == name)
+            {
+                cx.error(&p, format!("{filename:?} is the file {by} write"));
+            }
         }
     }
     match &config.debconf_selections {
