@@ -125,6 +125,15 @@ const REGRESSIONS: &[(&str, Option<&str>)] = &[
         "keyserver-credentials.yaml",
         Some("a keyserver takes no credentials"),
     ),
+    (
+        "puppet-value-control-character.yaml",
+        Some("value must not contain control characters"),
+    ),
+    (
+        "puppet-paths-collide.yaml",
+        Some("/etc/puppet/puppet.conf.old is also written for puppet.conf_file"),
+    ),
+    ("puppet-path-too-long.yaml", Some("at most 255 are allowed")),
     ("long-unknown-key.yaml", None),
     (
         "proxy-quote-injection.yaml",

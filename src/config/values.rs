@@ -43,6 +43,24 @@ pub fn apt_file_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// Linux's limits on a path that is written: NAME_MAX per component, PATH_MAX in all.
+pub fn path_fits(path: &str) -> Result<(), String> {
+    if path.len() > 4095 {
+        return Err(format!(
+            "path of {} bytes: at most 4095 are allowed",
+            path.len()
+        ));
+    }
+    if let Some(long) = path.split('/').find(|c| c.len() > 255) {
+        return Err(format!(
+            "path component of {} bytes ({}…): at most 255 are allowed",
+            long.len(),
+            long.chars().take(20).collect::<String>()
+        ));
+    }
+    Ok(())
+}
+
 /// A value that ends up on one line of a file.
 pub fn single_line(value: &str) -> Result<(), String> {
     if value.contains(['\n', '\r']) {
@@ -367,6 +385,7 @@ pub fn path_under(path: &str, roots: &[&str]) -> Result<(), String> {
             "{path:?} must be a normalised path (no `.`, `..` or `//`)"
         ));
     }
+    path_fits(path)?;
     if roots.iter().any(|root| {
         path.len() > root.len() && path.starts_with(root) && path[root.len()..].starts_with('/')
     }) {
@@ -396,6 +415,8 @@ mod tests {
         assert!(apt_file_name("a b").is_err());
         assert!(apt_file_name("a]b").is_err());
         assert!(apt_file_name("a+b").is_err());
+        assert!(path_fits(&format!("/etc/puppet/{}", "x".repeat(256))).is_err());
+        assert!(path_fits(&format!("/etc/puppet/{}", "x".repeat(255))).is_ok());
     }
 
     #[test]

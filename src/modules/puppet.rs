@@ -283,6 +283,7 @@ pub fn check(config: &CloudConfig, cx: &mut Checker<'_>) {
             );
         }
     }
+    check_written_paths(puppet, cx);
     if let Some(name) = &puppet.package_name {
         cx.check("puppet.package_name", values::package_name(name));
     }
@@ -340,6 +341,8 @@ pub fn check(config: &CloudConfig, cx: &mut Checker<'_>) {
                 }
                 if value.text.contains(['\n', '\r', '[', ']']) {
                     cx.error(&path, "value must not contain line breaks or brackets");
+                } else if value.text.chars().any(|c| c.is_control() && c != '\t') {
+                    cx.error(&path, "value must not contain control characters");
                 }
             }
         }
@@ -364,6 +367,36 @@ pub fn check(config: &CloudConfig, cx: &mut Checker<'_>) {
                 "puppet.csr_attributes.extension_requests.pp_preshared_key",
                 "puppetserver copies extension requests into the signed certificate, where anyone \
                  can read this key: prefer custom_attributes.challengePassword",
+            );
+        }
+    }
+}
+
+/// The files the module writes must be distinct (one would overwrite another: the CSR's
+/// pre-shared key over puppet.conf, or puppet.conf's kept original) and short enough to be
+/// written at all.
+fn check_written_paths(puppet: &Puppet, cx: &mut Checker<'_>) {
+    let layout = puppet.layout();
+    let conf = puppet.conf.as_ref();
+    let mut written: Vec<(&str, String)> = Vec::new();
+    if conf.is_some_and(|c| c.sections.values().any(|s| !s.is_empty())) {
+        written.push(("puppet.conf_file", layout.conf_file.clone()));
+        written.push(("puppet.conf_file", format!("{}.old", layout.conf_file)));
+    }
+    if conf.is_some_and(|c| c.ca_cert.is_some()) {
+        written.push(("puppet.ssl_dir", format!("{}/certs/ca.pem", layout.ssl_dir)));
+    }
+    if puppet.csr_attributes.is_some() {
+        written.push(("puppet.csr_attributes_path", layout.csr_attributes_path));
+    }
+    for (i, (key, path)) in written.iter().enumerate() {
+        if let Err(e) = values::path_fits(path) {
+            cx.error(key, format!("{path:?}: {e}"));
+        }
+        if let Some((other, _)) = written[..i].iter().find(|(_, p)| p == path) {
+            cx.error(
+                key,
+                format!("{path} is also written for {other}: each file must be a different one"),
             );
         }
     }
