@@ -9,6 +9,7 @@ pub mod render;
 
 use std::collections::BTreeMap;
 
+use aho_corasick::AhoCorasick;
 use serde::{Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
@@ -100,15 +101,27 @@ impl Text {
     /// overlapping ones are joined, then each span is replaced once. Replacing secret after
     /// secret would also replace inside the markers already written (a one-letter password
     /// `a` garbled every `<redacted sha256:…>`) and could cut an overlapping secret in two.
+    /// The occurrences are found by one Aho-Corasick scan for all secrets together: thousands
+    /// of debconf passwords or proxy URLs must not cost one scan of the text each.
     pub fn redacted(&self) -> String {
-        let mut spans: Vec<(usize, usize)> = Vec::new();
-        for secret in self.secrets.iter().filter(|s| !s.is_empty()) {
-            spans.extend(
-                self.text
-                    .match_indices(secret.as_str())
-                    .map(|(at, m)| (at, at + m.len())),
-            );
+        let secrets: Vec<&str> = self
+            .secrets
+            .iter()
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+            .collect();
+        if secrets.is_empty() {
+            return self.text.clone();
         }
+        let mut spans: Vec<(usize, usize)> = match AhoCorasick::new(&secrets) {
+            Ok(automaton) => automaton
+                .find_overlapping_iter(&self.text)
+                .map(|m| (m.start(), m.end()))
+                .collect(),
+            // Only a pattern set past the automaton's size limits fails to build: hide the
+            // whole text rather than show any of it.
+            Err(_) => vec![(0, self.text.len())],
+        };
         if spans.is_empty() {
             return self.text.clone();
         }
