@@ -106,6 +106,7 @@ const REGRESSIONS: &[(&str, Option<&str>)] = &[
     ),
     ("merge-keys-quadratic.yaml", None),
     ("many-debconf-passwords.yaml", None),
+    ("many-proxy-credentials.yaml", None),
 
     (
         "list-name-empty.yaml",
