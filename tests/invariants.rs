@@ -107,7 +107,7 @@ const REGRESSIONS: &[(&str, Option<&str>)] = &[
     ("merge-keys-quadratic.yaml", None),
     ("many-debconf-passwords.yaml", None),
     ("many-proxy-credentials.yaml", None),
-
+    ("many-unknown-keys.yaml", None),
     (
         "list-name-empty.yaml",
         Some("the file name before `.list` must not be empty"),
