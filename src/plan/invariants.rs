@@ -155,6 +155,18 @@ pub fn check(plan: &Plan) -> Result<(), Violation> {
             }
         }
     }
+    // An edit_ini keeps the original as `<path>.old`: no action may write that file.
+    for (i, action) in plan.actions.iter().enumerate() {
+        if let ActionKind::EditIni { path, .. } = &action.kind
+            && let Some((j, _)) = writers.get(format!("{path}.old").as_str())
+        {
+            return Err(violation(
+                "written once",
+                Some(*j),
+                format!("{path}.old keeps puppet.conf's original (action {i}) but is written"),
+            ));
+        }
+    }
     check_order(plan)?;
     check_redaction(plan)?;
     Ok(())
@@ -276,8 +288,7 @@ fn allowed_path(module: &str, path: &str) -> Result<(), String> {
     }
 }
 
-/// One action per path, except that puppet.conf takes one `edit_ini` per key. An `edit_ini`
-/// also writes `<path>.old`.
+/// One action per path, except that puppet.conf takes one `edit_ini` per key.
 fn check_writes_once<'p>(
     writers: &mut BTreeMap<&'p str, (usize, &'p str)>,
     i: usize,
@@ -299,30 +310,6 @@ fn check_writes_once<'p>(
                 format!("{path} is written by action {first} and again by action {i}"),
             ));
         }
-    }
-    if let ActionKind::EditIni { path, .. } = &action.kind {
-        let old = format!("{path}.old");
-        if let Some((first, _)) = writers.iter().find(|(p, _)| **p == old).map(|(_, v)| v) {
-            return Err(violation(
-                "written once",
-                Some(i),
-                format!("{old} keeps puppet.conf's original but action {first} writes it"),
-            ));
-        }
-    }
-    if let Some(j) = writers.iter().find_map(|(p, (j, k))| {
-        (*k == "edit_ini"
-            && action
-                .written_paths()
-                .iter()
-                .any(|w| *w == format!("{p}.old")))
-        .then_some(*j)
-    }) {
-        return Err(violation(
-            "written once",
-            Some(i),
-            format!("action {i} writes the original puppet.conf kept by action {j}"),
-        ));
     }
     Ok(())
 }
