@@ -807,9 +807,13 @@ fn check_redaction(plan: &Plan) -> Result<(), Violation> {
                 .map(String::as_str)
                 .filter(|s| !s.is_empty())
                 .collect();
-            let survivor = match aho_corasick::AhoCorasick::new(&secrets) {
-                Ok(automaton) => automaton.find(&visible).map(|m| m.len()),
-                Err(e) => return Err(violation("redaction", Some(i), e.to_string())),
+            let survivor = if secrets.is_empty() {
+                None
+            } else {
+                match super::secret_finder(&secrets) {
+                    Ok(automaton) => automaton.find(&visible).map(|m| m.len()),
+                    Err(e) => return Err(violation("redaction", Some(i), e.to_string())),
+                }
             };
             if let Some(len) = survivor {
                 return Err(violation(
