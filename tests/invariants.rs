@@ -105,6 +105,7 @@ const REGRESSIONS: &[(&str, Option<&str>)] = &[
         Some("aliases repeat more than 1048576 bytes of text"),
     ),
     ("merge-keys-quadratic.yaml", None),
+    ("merge-keys-timeout.yaml", None),
     (
         "billion-laughs-timeout.yaml",
         Some("document too large: more than 250000 nodes"),

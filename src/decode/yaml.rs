@@ -341,26 +341,31 @@ impl Builder<'_> {
                 explicit.push(entry);
                 continue;
             }
-            // PyYAML merge keys: a mapping or a list of mappings; earlier sources win.
-            let sources: Vec<&Node> = match &entry.value.value {
-                Value::Map(_) => vec![&entry.value],
-                Value::Seq(items) => items.iter().collect(),
-                Value::Scalar(_) => vec![],
+            // PyYAML merge keys: a mapping or a list of mappings; earlier sources win. The
+            // sources are this entry's own nodes (alias copies included), so their entries are
+            // moved, not copied again: merging a large anchor several times stays linear.
+            let value_pos = entry.value.pos;
+            let not_mappings = || YamlError {
+                pos: value_pos,
+                message: "a merge key (<<) takes a mapping or a list of mappings".into(),
             };
-            if sources.is_empty() || sources.iter().any(|n| !matches!(n.value, Value::Map(_))) {
-                return Err(YamlError {
-                    pos: entry.value.pos,
-                    message: "a merge key (<<) takes a mapping or a list of mappings".into(),
-                });
-            }
+            let sources: Vec<Vec<Entry>> = match entry.value.value {
+                Value::Map(source) => vec![source],
+                Value::Seq(items) if !items.is_empty() => items
+                    .into_iter()
+                    .map(|n| match n.value {
+                        Value::Map(source) => Ok(source),
+                        _ => Err(not_mappings()),
+                    })
+                    .collect::<Result<_, _>>()?,
+                _ => return Err(not_mappings()),
+            };
             for source in sources {
-                if let Value::Map(source_entries) = &source.value {
-                    for e in source_entries {
-                        let key = e.key.scalar_text().unwrap_or_default();
-                        if !merged_keys.contains(key) {
-                            merged_keys.insert(key.to_owned());
-                            merged.push(e.clone());
-                        }
+                for e in source {
+                    let key = e.key.scalar_text().unwrap_or_default();
+                    if !merged_keys.contains(key) {
+                        merged_keys.insert(key.to_owned());
+                        merged.push(e);
                     }
                 }
             }
