@@ -210,7 +210,9 @@ impl SourceEntry<'_> {
     /// `/etc/apt/keyrings/<name>.asc` (contract.md, "Paths and modes").
     pub fn keyring(&self) -> String {
         let stem = match (self.name, self.ppa()) {
-            (Some(name), _) => name.to_owned(),
+            // A name given as a file name (`my-repo.list`) names the keyring by its stem, as
+            // cloud-init names its keyring files.
+            (Some(name), _) => name.strip_suffix(".list").unwrap_or(name).to_owned(),
             (None, Some(ppa)) => ppa.stem(),
             (None, None) => format!("{}-{}", self.list_stem(), self.position),
         };
