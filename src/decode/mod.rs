@@ -42,7 +42,7 @@ impl Default for Limits {
             max_input_bytes: 16 * MIB,
             max_decompressed_bytes: 16 * MIB,
             max_depth: 64,
-            max_nodes: 250_000,
+            max_nodes: 100_000,
             max_value_bytes: MIB,
             max_parts: 100,
             max_packages: 20_000,
