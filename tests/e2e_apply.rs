@@ -110,14 +110,13 @@ packages: [{packages}]
     fn apply(&self, user_data: &str, instance_id: &str, env: &[(&str, &str)]) -> Output {
         self.spawn_apply(user_data, instance_id, env)
             .wait_with_output()
-            .map(|out| {
+            .inspect(|out| {
                 eprintln!(
                     "apply {instance_id} -> {:?}\n--- stdout\n{}--- stderr\n{}",
                     out.status,
                     String::from_utf8_lossy(&out.stdout),
                     String::from_utf8_lossy(&out.stderr)
                 );
-                out
             })
             .expect("cloudcfg runs")
     }

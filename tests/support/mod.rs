@@ -5,4 +5,5 @@
 //! (`#![allow(dead_code)]` at its top) rather than in every test file.
 
 pub mod http;
+pub mod puppet;
 pub mod root;
