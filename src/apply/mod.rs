@@ -154,13 +154,6 @@ impl Executor<'_> {
         !self.opts.image_root && self.opts.root.join("run/systemd/system").is_dir()
     }
 
-    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
     fn offline_systemctl(&mut self, args: &[&str]) -> Result<(), ActionError> {
         // `systemctl --root=DIR` works from outside the root; inside an image root without a
         // host systemctl, the image's own systemctl detects the chroot and works offline too.
@@ -279,7 +272,7 @@ impl Executor<'_> {
                         "--frontend=noninteractive".to_owned(),
                     ];
                     argv.extend(chosen);
-                    let env = Self::env(&[("DEBIAN_FRONTEND", "noninteractive")]);
+                    let env = crate::plan::env_map(crate::plan::APT_ENV);
                     self.runner.run(&argv, &env, None, &[0], &mut self.log)?;
                 }
             }

@@ -253,8 +253,7 @@ impl Runner {
         {
             log.line("dpkg was interrupted earlier: recovering with dpkg --configure -a");
             let recover: Vec<String> = ["dpkg", "--configure", "-a"].map(String::from).to_vec();
-            let mut env = BTreeMap::new();
-            env.insert("DEBIAN_FRONTEND".to_owned(), "noninteractive".to_owned());
+            let env = crate::plan::env_map(crate::plan::APT_ENV);
             self.run_with_lock_retry(&recover, &env, None, &[0], log)?;
         }
         if subcommand == Some("update") {
