@@ -288,6 +288,15 @@ pub fn check(config: &CloudConfig, cx: &mut Checker<'_>) {
     }
     if let Some(version) = &puppet.version {
         cx.check("puppet.version", values::package_version(version));
+        if puppet.install_type() == InstallType::Aio && !version.contains('-') {
+            cx.warning(
+                "puppet.version",
+                format!(
+                    "puppet-agent packages are versioned like {version}-1bookworm: \
+                     apt-get install puppet-agent={version} matches only that exact version"
+                ),
+            );
+        }
         if puppet.install == Some(false) {
             cx.warning(
                 "puppet.version",
