@@ -3,9 +3,9 @@
 //! A seed is one of:
 //! - a directory, `/var/lib/cloud/seed/nocloud/` (or `nocloud-net/`) of the target root, as image
 //!   builders bake it, or `file:///path/` from the kernel command line;
-//! - a filesystem labelled `cidata` or `CIDATA` (an ISO 9660 or VFAT image attached as a disk),
-//!   mounted read-only (and nosuid, nodev, noexec) in a temporary directory for the read and
-//!   unmounted before anything else happens;
+//! - a filesystem labelled `cidata` or `CIDATA` (an ISO 9660 or VFAT image attached as a disk;
+//!   ext2/3/4 too), mounted read-only (and nosuid, nodev, noexec) in a temporary directory for
+//!   the read and unmounted before anything else happens;
 //! - an `http://` or `https://` base URL from the kernel command line (`s=`), read with the same
 //!   retry policy as EC2 and no proxy.
 //!
@@ -26,8 +26,10 @@ use super::{Datasource, DatasourceError, InstanceData, check_hostname, check_id}
 
 const META_LIMIT: u64 = 1024 * 1024;
 const USER_DATA_LIMIT: u64 = 16 * 1024 * 1024;
-/// Filesystem types a cidata seed is tried as, in order.
-pub const SEED_FILESYSTEMS: &[&str] = &["iso9660", "vfat"];
+/// Filesystem types a cidata seed is tried as, in order: what seed images are made as
+/// (`genisoimage -volid cidata`, `mkfs.vfat -n CIDATA`), then ext4 (which also mounts ext2 and
+/// ext3), since cloud-init lets mount(8) take any filesystem with that label.
+pub const SEED_FILESYSTEMS: &[&str] = &["iso9660", "vfat", "ext4"];
 
 /// Where the seed is.
 #[derive(Debug, Clone, PartialEq, Eq)]
