@@ -58,6 +58,8 @@ impl Boot {
             .args(args)
             .env("CLOUDCFG_RUNTIME_DIR", self.path("run"))
             .env_remove("RUST_LOG")
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
             .envs(env.iter().copied())
             .output()
             .expect("cloudcfg runs");

@@ -48,7 +48,7 @@ pub(crate) enum Step<T> {
 /// the local network: an `http_proxy` from the environment must not see these requests (nor
 /// the IMDSv2 token), so none is used. Redirects are not followed, so that a header such as the
 /// token never goes to another host.
-pub(crate) fn agent() -> ureq::Agent {
+pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .proxy(None)
         .max_redirects(0)

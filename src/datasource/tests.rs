@@ -155,6 +155,15 @@ fn dmi_evidence() {
     }
 }
 
+/// A name, the fixture, the system config, `--datasource`, the datasource or error reason.
+type Case<'a> = (
+    &'a str,
+    fn(&Fixture),
+    &'a str,
+    Option<DatasourceName>,
+    Result<&'a str, &'a str>,
+);
+
 /// One row per detection rule: the fixture, the system config, `--datasource`, the expected
 /// choice (or the error's reason).
 #[test]
@@ -203,13 +212,7 @@ fn detection_order() {
         );
     };
     let nothing: Setup = |_| {};
-    let cases: &[(
-        &str,
-        Setup,
-        &str,
-        Option<DatasourceName>,
-        Result<&str, &str>,
-    )] = &[
+    let cases: &[Case] = &[
         ("seed dir", seed, "", None, Ok("nocloud")),
         ("nocloud-net seed dir", net_dir, "", None, Ok("nocloud")),
         ("cidata label", label, "", None, Ok("nocloud")),
