@@ -19,6 +19,8 @@ retry() {
 HOST_PACKAGES=(
     # end-to-end apt tests: a debootstrapped root, a signed local repository
     debootstrap apt-utils dpkg-dev gnupg
+    # NoCloud cidata seed images (tests/datasource.rs)
+    genisoimage dosfstools
     # the compat corpus is recorded with Debian's cloud-init; the benchmark compares with it
     cloud-init
 )

@@ -8,6 +8,7 @@ pub mod apply;
 pub mod autosign;
 pub mod cli;
 pub mod config;
+pub mod datasource;
 pub mod decode;
 pub mod diag;
 pub mod modules;
