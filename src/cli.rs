@@ -444,8 +444,18 @@ fn run_command(
             );
             status.errors.extend(critical.details);
             let target = root.unwrap_or(Path::new("/"));
-            crate::report::Reporter::new(&crate::report::runtime_dir(), target, root.is_some())
-                .write(&status);
+            let reporter =
+                crate::report::Reporter::new(&crate::report::runtime_dir(), target, root.is_some());
+            reporter.write(&status);
+            // Image builders wait for boot-finished whatever the outcome, as with cloud-init,
+            // which falls back to its "none" datasource and its instance id.
+            let instance = critical
+                .instance_id
+                .as_deref()
+                .filter(|id| target::check_instance_id(id).is_ok())
+                .unwrap_or("iid-datasource-none");
+            reporter.begin_instance(instance);
+            reporter.boot_finished(instance);
         }
     }
     result
