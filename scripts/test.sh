@@ -18,11 +18,9 @@ retry() {
 
 HOST_PACKAGES=(
     # end-to-end apt tests: a debootstrapped root, a signed local repository
-    debootstrap apt-utils dpkg-dev gnupg
+    debootstrap dpkg-dev gnupg
     # NoCloud cidata seed images (tests/datasource.rs)
     genisoimage dosfstools
-    # the compat corpus is recorded with Debian's cloud-init; the benchmark compares with it
-    cloud-init
 )
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

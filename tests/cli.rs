@@ -288,3 +288,34 @@ fn every_example_validates_and_plans() {
     }
     assert!(seen >= 2, "examples/ holds at least the two seed examples");
 }
+
+#[test]
+fn apply_dry_run_prints_the_plan_and_touches_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let out = cloudcfg(
+        &[
+            "apply",
+            "--dry-run",
+            "--user-data",
+            "tests/fixtures/valid/apt-conf.yaml",
+            "--root",
+            root.path().to_str().unwrap(),
+            "--instance-id",
+            "i-dry",
+            "--release",
+            "bookworm",
+        ],
+        None,
+    );
+    assert_eq!(code(&out), 0);
+    assert!(
+        stdout(&out).contains("write   /etc/apt/apt.conf.d/00-boot-conf"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        std::fs::read_dir(root.path()).unwrap().count(),
+        0,
+        "dry run wrote into the root"
+    );
+}
