@@ -21,6 +21,8 @@ HOST_PACKAGES=(
     debootstrap dpkg-dev gnupg
     # NoCloud cidata seed images (tests/datasource.rs)
     genisoimage dosfstools
+    # puppet end to end (tests/e2e_puppet.rs): Debian's puppetserver pulls a JRE
+    puppetserver puppet-agent default-jre-headless curl
 )
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
