@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod diag;
+pub mod manpage;
 pub mod modules;
 pub mod plan;
 pub mod report;
