@@ -21,6 +21,10 @@ HOST_PACKAGES=(
     debootstrap apt-utils dpkg-dev gnupg
     # the compat corpus is recorded with Debian's cloud-init; the benchmark compares with it
     cloud-init
+    # tests/packaging.rs: dpkg-buildpackage -b (dpkg-dev above; build-essential is what
+    # dpkg-checkbuilddeps requires implicitly), lintian, man (man page warnings) and
+    # systemd-analyze verify (systemd)
+    build-essential debhelper lintian man-db systemd
 )
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
