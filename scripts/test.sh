@@ -26,6 +26,10 @@ HOST_PACKAGES=(
     # VM tests (tests/e2e_vm.rs, tests/vm/): mkfs.ext4 -d and debugfs, the guestfwd relay
     # (tests/vm/fwd.py), strip for the image's cloudcfg binary; qemu comes below
     e2fsprogs python3 binutils
+    # tests/packaging.rs: dpkg-buildpackage -b (dpkg-dev above; build-essential is what
+    # dpkg-checkbuilddeps requires implicitly), lintian, man (man page warnings) and
+    # systemd-analyze verify (systemd)
+    build-essential debhelper lintian man-db systemd
 )
 # QEMU for the VM tests. On bookworm it comes from bookworm-backports: a host that already has
 # the backports qemu-utils cannot install bookworm's qemu-system-x86 beside it

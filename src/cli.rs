@@ -127,6 +127,7 @@ pub enum Command {
     },
     /// Print the JSON Schema of the cloud-config (or, with --system, of the system config).
     Schema {
+        /// Print the system config's schema instead.
         #[arg(long)]
         system: bool,
     },
@@ -141,6 +142,14 @@ pub enum Command {
         /// The certname puppetserver asks about.
         certname: String,
     },
+    /// Print the manual page, cloudcfg(1), in roff (for packaging).
+    #[command(hide = true)]
+    Manpage,
+    /// cloudcfg.service's ExecStopPost=: close a report that a killed or crashed run left
+    /// `running`, so that `status --wait` returns. Reads systemd's $SERVICE_RESULT,
+    /// $EXIT_CODE and $EXIT_STATUS.
+    #[command(hide = true)]
+    StopPost,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -525,10 +534,25 @@ fn status_command(wait: bool, long: bool, format: Format) -> Result<u8, CliError
         source,
     };
     let status = if wait {
-        crate::report::status::wait(&dir).map_err(io)?
+        crate::report::status::wait(&dir, crate::report::disabled_here).map_err(io)?
     } else {
         crate::report::read_status(&dir).map_err(io)?
     };
+    // No run this boot, and the unit's conditions keep one from starting: say so, as
+    // cloud-init says `status: disabled`, rather than `not started`.
+    if status.is_none()
+        && let Some(reason) = crate::report::disabled_here()
+    {
+        match format {
+            Format::Text => write_out(&crate::report::status::disabled_text(&reason, long)),
+            Format::Json => write_out(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&crate::report::status::disabled_json(&reason))
+                    .unwrap_or_default()
+            )),
+        }
+        return Ok(0);
+    }
     match format {
         Format::Text => write_out(&crate::report::status::text(status.as_ref(), long)),
         Format::Json => write_out(&format!(
@@ -538,6 +562,33 @@ fn status_command(wait: bool, long: bool, format: Format) -> Result<u8, CliError
         )),
     }
     Ok(crate::report::status::exit_code(status.as_ref()))
+}
+
+fn stop_post_command() -> Result<u8, CliError> {
+    let var = |name| std::env::var(name).unwrap_or_default();
+    let result = var("SERVICE_RESULT");
+    let why = format!(
+        "service result {}, {} {}",
+        if result.is_empty() {
+            "unknown"
+        } else {
+            &result
+        },
+        var("EXIT_CODE"),
+        var("EXIT_STATUS")
+    );
+    let dir = crate::report::runtime_dir();
+    let closed = crate::report::close_interrupted(&dir, Path::new("/"), result != "success", &why)
+        .map_err(|source| CliError::Io {
+            path: dir.join("cloudcfg/status.json").display().to_string(),
+            source,
+        })?;
+    if closed {
+        eprintln!(
+            "cloudcfg: the run ended before it finished its report ({why}); marked as an error"
+        );
+    }
+    Ok(0)
 }
 
 /// Autosign reports every failure itself, as its one decision line, and returns its exit code.
@@ -606,6 +657,17 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             policy.as_deref(),
             certname,
         )),
+        Command::Manpage => {
+            let mut stdout = std::io::stdout().lock();
+            crate::manpage::render(&mut stdout)
+                .and_then(|()| stdout.flush())
+                .map_err(|source| CliError::Io {
+                    path: "<stdout>".into(),
+                    source,
+                })?;
+            Ok(0)
+        }
+        Command::StopPost => stop_post_command(),
     }
 }
 

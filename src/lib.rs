@@ -11,6 +11,7 @@ pub mod config;
 pub mod datasource;
 pub mod decode;
 pub mod diag;
+pub mod manpage;
 pub mod modules;
 pub mod plan;
 pub mod report;
