@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::autosign;
 use crate::config::system::{self, SystemConfig, SystemConfigError};
 use crate::config::{self, Loaded};
+use crate::datasource::{self, DatasourceError, Host, InstanceData};
 use crate::decode::Limits;
 use crate::diag;
 use crate::plan::{self, PlanError, render};
@@ -38,6 +39,24 @@ pub enum Format {
     #[default]
     Text,
     Json,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum DatasourceArg {
+    #[default]
+    Auto,
+    Ec2,
+    Nocloud,
+}
+
+impl DatasourceArg {
+    fn requested(self) -> Option<system::DatasourceName> {
+        match self {
+            DatasourceArg::Auto => None,
+            DatasourceArg::Ec2 => Some(system::DatasourceName::Ec2),
+            DatasourceArg::Nocloud => Some(system::DatasourceName::Nocloud),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,6 +104,16 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// The boot entry point: find the datasource, fetch user data, apply it, report.
+    Run {
+        /// Configure an image root: read its NoCloud seed directory, write under DIR (the
+        /// host's kernel command line, DMI and disks are not looked at).
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// The datasource; `auto` detects it (docs/datasources.md).
+        #[arg(long, value_enum, default_value_t = DatasourceArg::Auto)]
+        datasource: DatasourceArg,
+    },
     /// Report the state of this boot's run, like `cloud-init status`.
     Status {
         /// Wait until the run has finished.
@@ -98,6 +127,7 @@ pub enum Command {
     },
     /// Print the JSON Schema of the cloud-config (or, with --system, of the system config).
     Schema {
+        /// Print the system config's schema instead.
         #[arg(long)]
         system: bool,
     },
@@ -112,6 +142,14 @@ pub enum Command {
         /// The certname puppetserver asks about.
         certname: String,
     },
+    /// Print the manual page, cloudcfg(1), in roff (for packaging).
+    #[command(hide = true)]
+    Manpage,
+    /// cloudcfg.service's ExecStopPost=: close a report that a killed or crashed run left
+    /// `running`, so that `status --wait` returns. Reads systemd's $SERVICE_RESULT,
+    /// $EXIT_CODE and $EXIT_STATUS.
+    #[command(hide = true)]
+    StopPost,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +170,9 @@ pub enum CliError {
     InvalidConfig { file: String },
     #[error(transparent)]
     Apply(#[from] crate::apply::ApplyError),
+    /// `run` found no datasource, or its datasource could not be read.
+    #[error(transparent)]
+    Datasource(#[from] DatasourceError),
     /// The report was printed already.
     #[error("a module failed")]
     ModuleFailed,
@@ -141,7 +182,7 @@ impl CliError {
     /// The one mapping from errors to the contract's exit codes.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::InvalidConfig { .. } | CliError::ModuleFailed => 1,
+            CliError::InvalidConfig { .. } | CliError::ModuleFailed | CliError::Datasource(_) => 1,
             CliError::Io { .. }
             | CliError::SystemConfig(_)
             | CliError::Facts(_)
@@ -231,11 +272,16 @@ fn validate(format: Format, files: &[String]) -> Result<u8, CliError> {
 /// Loads user data and fails with its diagnostics on stderr when it is invalid.
 pub fn load_valid(file: &str) -> Result<Loaded, CliError> {
     let bytes = read_input(file)?;
-    let loaded = config::load(&bytes, &Limits::default());
+    check_loaded(display_name(file), &bytes)
+}
+
+/// Loads user data already read (standard input can be read only once).
+fn check_loaded(name: &str, bytes: &[u8]) -> Result<Loaded, CliError> {
+    let loaded = config::load(bytes, &Limits::default());
     if !loaded.is_valid() {
-        eprint!("{}", loaded.report.render_text(display_name(file)));
+        eprint!("{}", loaded.report.render_text(name));
         return Err(CliError::InvalidConfig {
-            file: display_name(file).to_owned(),
+            file: name.to_owned(),
         });
     }
     Ok(loaded)
@@ -284,9 +330,46 @@ fn apply_command(
     }
     let system = system_config(cli_config)?;
     let bytes = read_input(user_data)?;
-    let loaded = load_valid(user_data)?;
-    let target = root.unwrap_or(Path::new("/"));
-    let facts = target::resolve(fact_args, target)?;
+    let loaded = check_loaded(display_name(user_data), &bytes)?;
+    let facts = target::resolve(fact_args, root.unwrap_or(Path::new("/")))?;
+    let instance_data = serde_json::json!({"datasource": "none", "facts": facts_json(&facts)});
+    apply_loaded(Applying {
+        system: &system,
+        root,
+        loaded: &loaded,
+        user_data: bytes,
+        facts,
+        datasource: "none",
+        instance_data,
+        force,
+        format,
+    })
+}
+
+fn facts_json(facts: &crate::plan::Facts) -> serde_json::Value {
+    serde_json::json!({
+        "instance_id": facts.instance_id, "hostname": facts.hostname,
+        "fqdn": facts.fqdn, "release": facts.release,
+    })
+}
+
+/// What `apply` and `run` share once the user data is loaded and the facts are known.
+struct Applying<'a> {
+    system: &'a SystemConfig,
+    root: Option<&'a Path>,
+    loaded: &'a Loaded,
+    /// The raw bytes, kept in the instance's state directory.
+    user_data: Vec<u8>,
+    facts: crate::plan::Facts,
+    datasource: &'a str,
+    instance_data: serde_json::Value,
+    force: bool,
+    format: Format,
+}
+
+/// Plans, applies, prints the outcome.
+fn apply_loaded(a: Applying<'_>) -> Result<u8, CliError> {
+    let facts = &a.facts;
     let instance_id = facts
         .require(
             &facts.instance_id,
@@ -294,9 +377,9 @@ fn apply_command(
             "per-instance state needs the instance id (the target's machine-id is empty)",
         )?
         .to_owned();
-    let config = loaded.config.clone().unwrap_or_default();
-    let plan = plan::plan(&config, &facts, &system)?;
-    for (path, message) in loaded.warnings() {
+    let config = a.loaded.config.clone().unwrap_or_default();
+    let plan = plan::plan(&config, facts, a.system)?;
+    for (path, message) in a.loaded.warnings() {
         eprintln!(
             "cloudcfg: warning: {}",
             if path.is_empty() {
@@ -310,25 +393,23 @@ fn apply_command(
         eprintln!("cloudcfg: warning: {}: {}", w.path, w.message);
     }
     let opts = crate::apply::ApplyOptions {
-        root: target.to_path_buf(),
-        image_root: root.is_some(),
-        force,
-        datasource: "none".into(),
+        root: a.root.unwrap_or(Path::new("/")).to_path_buf(),
+        image_root: a.root.is_some(),
+        force: a.force,
+        datasource: a.datasource.to_owned(),
         instance_id,
-        user_data: bytes,
-        instance_data: serde_json::json!({"datasource": "none", "facts": {
-            "instance_id": facts.instance_id, "hostname": facts.hostname,
-            "fqdn": facts.fqdn, "release": facts.release}}),
-        runner: system.runner_config(),
-        launchpad_api: system.launchpad_api().to_owned(),
-        default_keyserver: system.keyserver().to_owned(),
+        user_data: a.user_data,
+        instance_data: a.instance_data,
+        runner: a.system.runner_config(),
+        launchpad_api: a.system.launchpad_api().to_owned(),
+        default_keyserver: a.system.keyserver().to_owned(),
         runtime_dir: crate::report::runtime_dir(),
     };
     let outcome = crate::apply::apply(&plan, &opts)?;
     for w in &outcome.warnings {
         eprintln!("cloudcfg: warning: {w}");
     }
-    match format {
+    match a.format {
         Format::Text => write_out(&crate::report::status::text(Some(&outcome.status), true)),
         Format::Json => write_out(&format!(
             "{}\n",
@@ -342,6 +423,110 @@ fn apply_command(
     }
 }
 
+/// What a critical status.json says about a run that stopped before any module ran.
+#[derive(Default)]
+struct Critical {
+    datasource: Option<&'static str>,
+    instance_id: Option<String>,
+    /// Lines after the error itself (the diagnostics of invalid user data).
+    details: Vec<String>,
+}
+
+/// `cloudcfg run`: datasource -> user data -> apply. Whatever stops it before a module runs (no
+/// datasource, an unreadable one, invalid user data, I/O) is written to status.json as a
+/// critical error, so that `cloudcfg status --wait` and cloud-init's clients never wait for a
+/// run that has ended.
+fn run_command(
+    cli_config: Option<&Path>,
+    root: Option<&Path>,
+    datasource: DatasourceArg,
+) -> Result<u8, CliError> {
+    let mut critical = Critical::default();
+    let result = boot(cli_config, root, datasource, &mut critical);
+    match &result {
+        Ok(_) | Err(CliError::ModuleFailed) => {}
+        Err(e) => {
+            let mut status = crate::report::Status::critical(
+                critical.datasource.unwrap_or("none"),
+                critical.instance_id.as_deref(),
+                e.to_string(),
+            );
+            status.errors.extend(critical.details);
+            let target = root.unwrap_or(Path::new("/"));
+            let reporter =
+                crate::report::Reporter::new(&crate::report::runtime_dir(), target, root.is_some());
+            reporter.write(&status);
+            // Image builders wait for boot-finished whatever the outcome, as with cloud-init,
+            // which falls back to its "none" datasource and its instance id.
+            let instance = critical
+                .instance_id
+                .as_deref()
+                .filter(|id| target::check_instance_id(id).is_ok())
+                .unwrap_or("iid-datasource-none");
+            reporter.begin_instance(instance);
+            reporter.boot_finished(instance);
+        }
+    }
+    result
+}
+
+fn boot(
+    cli_config: Option<&Path>,
+    root: Option<&Path>,
+    requested: DatasourceArg,
+    critical: &mut Critical,
+) -> Result<u8, CliError> {
+    let system = system_config(cli_config)?;
+    let target = root.unwrap_or(Path::new("/"));
+    let host = match root {
+        Some(dir) => Host::image(dir),
+        None => Host::running(),
+    };
+    let detected = datasource::detect(requested.requested(), &host, &system)?;
+    let name = detected.choice.name();
+    critical.datasource = Some(name);
+    log::info!("datasource {name}: {}", detected.why);
+    let data: InstanceData = detected.choice.build().fetch()?;
+    critical.instance_id = Some(data.instance_id.clone());
+    let facts = target::resolve(&data.fact_args(), target)?;
+    let mut instance_data = data.to_json();
+    instance_data["detected"] = detected.why.clone().into();
+    instance_data["facts"] = facts_json(&facts);
+    let bytes = data.user_data.unwrap_or_default();
+    let loaded = config::load(&bytes, &Limits::default());
+    if !loaded.is_valid() {
+        // Kept all the same, so that `cloudcfg validate` can be run on the very bytes.
+        let writer = crate::apply::writer::Writer::new(target);
+        crate::apply::state::InstanceState::open(&writer, &data.instance_id)
+            .and_then(|state| state.store(&bytes, &instance_data))
+            .map_err(|e| CliError::Apply(crate::apply::ApplyError::State(e)))?;
+        let name = format!(
+            "{}/{}/user-data",
+            target::in_root(target, crate::apply::state::STATE_ROOT).display(),
+            data.instance_id
+        );
+        let text = loaded.report.render_text(&name);
+        eprint!("{text}");
+        critical.details = text
+            .lines()
+            .filter(|l| l.contains(": error: "))
+            .map(str::to_owned)
+            .collect();
+        return Err(CliError::InvalidConfig { file: name });
+    }
+    apply_loaded(Applying {
+        system: &system,
+        root,
+        loaded: &loaded,
+        user_data: bytes,
+        facts,
+        datasource: name,
+        instance_data,
+        force: false,
+        format: Format::Text,
+    })
+}
+
 fn status_command(wait: bool, long: bool, format: Format) -> Result<u8, CliError> {
     let dir = crate::report::runtime_dir();
     let io = |source| CliError::Io {
@@ -349,10 +534,25 @@ fn status_command(wait: bool, long: bool, format: Format) -> Result<u8, CliError
         source,
     };
     let status = if wait {
-        crate::report::status::wait(&dir).map_err(io)?
+        crate::report::status::wait(&dir, crate::report::disabled_here).map_err(io)?
     } else {
         crate::report::read_status(&dir).map_err(io)?
     };
+    // No run this boot, and the unit's conditions keep one from starting: say so, as
+    // cloud-init says `status: disabled`, rather than `not started`.
+    if status.is_none()
+        && let Some(reason) = crate::report::disabled_here()
+    {
+        match format {
+            Format::Text => write_out(&crate::report::status::disabled_text(&reason, long)),
+            Format::Json => write_out(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&crate::report::status::disabled_json(&reason))
+                    .unwrap_or_default()
+            )),
+        }
+        return Ok(0);
+    }
     match format {
         Format::Text => write_out(&crate::report::status::text(status.as_ref(), long)),
         Format::Json => write_out(&format!(
@@ -362,6 +562,33 @@ fn status_command(wait: bool, long: bool, format: Format) -> Result<u8, CliError
         )),
     }
     Ok(crate::report::status::exit_code(status.as_ref()))
+}
+
+fn stop_post_command() -> Result<u8, CliError> {
+    let var = |name| std::env::var(name).unwrap_or_default();
+    let result = var("SERVICE_RESULT");
+    let why = format!(
+        "service result {}, {} {}",
+        if result.is_empty() {
+            "unknown"
+        } else {
+            &result
+        },
+        var("EXIT_CODE"),
+        var("EXIT_STATUS")
+    );
+    let dir = crate::report::runtime_dir();
+    let closed = crate::report::close_interrupted(&dir, Path::new("/"), result != "success", &why)
+        .map_err(|source| CliError::Io {
+            path: dir.join("cloudcfg/status.json").display().to_string(),
+            source,
+        })?;
+    if closed {
+        eprintln!(
+            "cloudcfg: the run ended before it finished its report ({why}); marked as an error"
+        );
+    }
+    Ok(0)
 }
 
 /// Autosign reports every failure itself, as its one decision line, and returns its exit code.
@@ -413,6 +640,9 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             *force,
             *format,
         ),
+        Command::Run { root, datasource } => {
+            run_command(cli.config.as_deref(), root.as_deref(), *datasource)
+        }
         Command::Status { wait, long, format } => status_command(*wait, *long, *format),
         Command::Schema { system } => {
             write_out(&if *system {
@@ -427,13 +657,56 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             policy.as_deref(),
             certname,
         )),
+        Command::Manpage => {
+            let mut stdout = std::io::stdout().lock();
+            crate::manpage::render(&mut stdout)
+                .and_then(|()| stdout.flush())
+                .map_err(|source| CliError::Io {
+                    path: "<stdout>".into(),
+                    source,
+                })?;
+            Ok(0)
+        }
+        Command::StopPost => stop_post_command(),
+    }
+}
+
+/// Drops HTTP clients' wire dumps from the log: at trace level ureq hex-dumps every request,
+/// headers included, which would put the IMDSv2 token (and any other credential a request
+/// carries) in the journal of anyone who set `RUST_LOG=trace`.
+pub struct NoWireDumps<L>(pub L);
+
+impl<L> NoWireDumps<L> {
+    fn is_wire(metadata: &log::Metadata) -> bool {
+        metadata.level() == log::Level::Trace && metadata.target().starts_with("ureq")
+    }
+}
+
+impl<L: log::Log> log::Log for NoWireDumps<L> {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        !Self::is_wire(metadata) && self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !Self::is_wire(record.metadata()) {
+            self.0.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
     }
 }
 
 pub fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .format_target(false)
-        .init();
+    let logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+            .format_target(false)
+            .build();
+    let max_level = logger.filter();
+    if log::set_boxed_logger(Box::new(NoWireDumps(logger))).is_ok() {
+        log::set_max_level(max_level);
+    }
     let mut args: Vec<OsString> = std::env::args_os().collect();
     if args
         .first()

@@ -288,3 +288,98 @@ fn every_example_validates_and_plans() {
     }
     assert!(seen >= 2, "examples/ holds at least the two seed examples");
 }
+
+#[test]
+fn apply_dry_run_prints_the_plan_and_touches_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let out = cloudcfg(
+        &[
+            "apply",
+            "--dry-run",
+            "--user-data",
+            "tests/fixtures/valid/apt-conf.yaml",
+            "--root",
+            root.path().to_str().unwrap(),
+            "--instance-id",
+            "i-dry",
+            "--release",
+            "bookworm",
+        ],
+        None,
+    );
+    assert_eq!(code(&out), 0);
+    assert!(
+        stdout(&out).contains("write   /etc/apt/apt.conf.d/00-boot-conf"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        std::fs::read_dir(root.path()).unwrap().count(),
+        0,
+        "dry run wrote into the root"
+    );
+}
+
+/// cloudcfg.service's ExecStopPost=: a run killed at TimeoutStartSec leaves status.json
+/// `running`; `stop-post` closes it, so `status --wait` returns (exit 1) instead of hanging.
+#[test]
+fn stop_post_closes_a_killed_run_and_status_wait_returns() {
+    let run = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(run.path().join("cloudcfg")).unwrap();
+    std::fs::write(
+        run.path().join("cloudcfg/status.json"),
+        r#"{"status": "running", "datasource": "ec2", "instance_id": "i-1",
+            "started": "2026-11-25T12:00:01.120Z", "finished": null,
+            "modules": [{"name": "package_update_upgrade_install", "status": "running"}],
+            "errors": [], "recoverable_errors": []}"#,
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_cloudcfg");
+    let stop_post = Command::new(bin)
+        .arg("stop-post")
+        .env("CLOUDCFG_RUNTIME_DIR", run.path())
+        .env("SERVICE_RESULT", "timeout")
+        .env("EXIT_CODE", "killed")
+        .env("EXIT_STATUS", "TERM")
+        .output()
+        .unwrap();
+    assert_eq!(code(&stop_post), 0, "{stop_post:?}");
+    assert!(
+        String::from_utf8_lossy(&stop_post.stderr).contains("service result timeout"),
+        "{stop_post:?}"
+    );
+    let mut wait = Command::new(bin)
+        .args(["status", "--wait", "--long"])
+        .env("CLOUDCFG_RUNTIME_DIR", run.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while wait.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = wait.kill();
+            panic!("status --wait still waits for a closed run");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = wait.wait_with_output().unwrap();
+    assert_eq!(code(&out), 1);
+    let text = stdout(&out);
+    assert!(text.starts_with("status: error\n"), "{text}");
+    assert!(
+        text.contains("package_update_upgrade_install: failed (interrupted"),
+        "{text}"
+    );
+}
+
+#[test]
+fn manpage_is_hidden_from_help() {
+    let help = stdout(&cloudcfg(&["--help"], None));
+    assert!(
+        !help.contains("manpage") && !help.contains("stop-post"),
+        "{help}"
+    );
+    let page = cloudcfg(&["manpage"], None);
+    assert_eq!(code(&page), 0);
+    assert!(stdout(&page).contains(".SH COMMANDS"));
+}

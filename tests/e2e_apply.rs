@@ -92,18 +92,43 @@ packages: [{packages}]
         let ud = self.scratch.path().join("user-data.yaml");
         std::fs::write(&ud, user_data).unwrap();
         let sys = self.scratch.path().join("cloudcfg.yaml");
-        // Short bounds: a broken test should fail in seconds, not minutes.
-        std::fs::write(&sys, "dpkg_lock_timeout_secs: 60\napt_update_attempts: 2\n").unwrap();
+        if !sys.exists() {
+            // Short bounds: a broken test should fail in seconds, not minutes.
+            std::fs::write(&sys, "dpkg_lock_timeout_secs: 60\napt_update_attempts: 2\n").unwrap();
+        }
         let run = self.scratch.path().join("run");
         std::fs::create_dir_all(&run).unwrap();
         (ud, sys, run)
     }
 
+    fn system_config(&self, text: &str) {
+        std::fs::write(self.scratch.path().join("cloudcfg.yaml"), text).unwrap();
+    }
+
     /// Runs `cloudcfg apply` as the leader of its own process group (the kill tests kill that
     /// group, never the test runner).
     fn apply(&self, user_data: &str, instance_id: &str, env: &[(&str, &str)]) -> Output {
+        self.spawn_apply(user_data, instance_id, env)
+            .wait_with_output()
+            .inspect(|out| {
+                eprintln!(
+                    "apply {instance_id} -> {:?}\n--- stdout\n{}--- stderr\n{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            })
+            .expect("cloudcfg runs")
+    }
+
+    fn spawn_apply(
+        &self,
+        user_data: &str,
+        instance_id: &str,
+        env: &[(&str, &str)],
+    ) -> std::process::Child {
         let (ud, sys, run) = self.files(user_data);
-        let out = Command::new(env!("CARGO_BIN_EXE_cloudcfg"))
+        Command::new(env!("CARGO_BIN_EXE_cloudcfg"))
             .arg("--config")
             .arg(&sys)
             .args(["apply", "--instance-id", instance_id, "--user-data"])
@@ -113,15 +138,10 @@ packages: [{packages}]
             .env("CLOUDCFG_RUNTIME_DIR", &run)
             .envs(env.iter().copied())
             .process_group(0)
-            .output()
-            .expect("cloudcfg runs");
-        eprintln!(
-            "apply {instance_id} -> {:?}\n--- stdout\n{}--- stderr\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("cloudcfg starts")
     }
 
     fn status(&self) -> serde_json::Value {
@@ -489,4 +509,139 @@ fn a_run_killed_at_any_point_converges_when_started_again() {
         assert_eq!(end_state(&env, "i-e2e-kill"), want, "killed at {point:?}");
         assert_nothing_left_mounted_or_guarded(&env.overlay);
     }
+}
+
+/// Holds dpkg's frontend lock in the root the way apt does (an fcntl write lock), until dropped.
+struct DpkgLock {
+    _file: std::fs::File,
+}
+
+impl DpkgLock {
+    fn take(overlay: &Overlay) -> DpkgLock {
+        use std::os::fd::AsRawFd;
+        let path = overlay.path("/var/lib/dpkg/lock-frontend");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .unwrap();
+        let lock = libc::flock {
+            l_type: libc::F_WRLCK as libc::c_short,
+            l_whence: libc::SEEK_SET as libc::c_short,
+            l_start: 0,
+            l_len: 0,
+            l_pid: 0,
+        };
+        // SAFETY: a valid descriptor and a valid flock struct for the duration of the call.
+        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &lock) };
+        assert_eq!(rc, 0, "taking the dpkg lock");
+        DpkgLock { _file: file }
+    }
+}
+
+#[test]
+fn apply_waits_for_the_dpkg_lock_and_names_its_holder_when_it_gives_up() {
+    let Some(env) = setup("apply_waits_for_the_dpkg_lock", false) else {
+        return;
+    };
+    env.local_sources_only();
+    let user_data = env.user_data(&[]);
+
+    // Held for longer than the bound: a clear error naming the holder.
+    env.system_config("dpkg_lock_timeout_secs: 1\napt_update_attempts: 1\n");
+    let held = DpkgLock::take(&env.overlay);
+    let out = env.apply(&user_data, "i-e2e-lock", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let status = env.status();
+    let packages = &status["modules"][1];
+    assert_eq!(packages["status"], "failed");
+    let error = packages["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("held by pid {}", std::process::id())),
+        "{error}"
+    );
+    assert_eq!(packages["reason"], "dpkg-lock-timeout");
+
+    // Released while apply waits: it goes on. The test releases the lock when the log says
+    // apply is waiting, not after some time.
+    env.system_config("dpkg_lock_timeout_secs: 120\napt_update_attempts: 1\n");
+    let child = env.spawn_apply(&user_data, "i-e2e-lock", &[]);
+    let log = env.overlay.path("/var/log/cloudcfg.log");
+    let waited_before = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .matches("waiting for the dpkg lock")
+        .count();
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.matches("waiting for the dpkg lock").count() > waited_before {
+            break;
+        }
+        // A poll interval, not a wait for something to have happened: the condition is checked.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(held);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(env.overlay.package_status(PACKAGE), "install ok installed");
+}
+
+#[test]
+fn apt_get_update_is_retried_when_the_network_fails() {
+    if !root::can_run("apt_get_update_is_retried", TOOLS) {
+        return;
+    }
+    let lower = root::bookworm();
+    let overlay = Overlay::new(&lower);
+    let repo = root::make_repo(&[PACKAGE]);
+    // The repository answers 503 to its first request, then works: the first apt-get update
+    // fails (apt's own retries are off in this user data), cloudcfg's second one succeeds.
+    let failures = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(1));
+    let keys = http::hkp(vec![(repo.fingerprint.clone(), repo.key.clone())]);
+    let files = http::static_files(repo.web_root.clone());
+    let left = failures.clone();
+    let server = http::serve(move |r: &http::Request| {
+        if let Some(answer) = keys(r) {
+            return answer;
+        }
+        if r.path.starts_with("/debian/")
+            && left
+                .fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    |n| n.checked_sub(1),
+                )
+                .is_ok()
+        {
+            return http::Response::status(503);
+        }
+        files(r)
+    });
+    let env = Env {
+        overlay,
+        repo,
+        server,
+        scratch: tempfile::tempdir().unwrap(),
+    };
+    env.local_sources_only();
+    env.system_config("apt_update_attempts: 3\n");
+    let user_data = env.user_data(&[]).replace(
+        "APT::Install-Recommends \"false\";",
+        "Acquire::Retries \"0\";",
+    );
+    let out = env.apply(&user_data, "i-e2e-retry", &[]);
+    assert!(out.status.success());
+    let log = env.overlay.read("/var/log/cloudcfg.log");
+    assert!(
+        log.contains("apt-get update failed on the network (attempt 1 of 3)"),
+        "{log}"
+    );
+    assert!(log.contains("503"), "{log}");
+    assert_eq!(env.overlay.package_status(PACKAGE), "install ok installed");
+    assert_eq!(failures.load(std::sync::atomic::Ordering::SeqCst), 0);
 }

@@ -106,7 +106,7 @@ fn node_budget_counts_alias_expansions() {
     let under = aliases(limit - fixed);
     let errs = errors(&under);
     assert!(errs.iter().all(|e| !e.contains("nodes")), "{errs:?}");
-    assert_err(&aliases(limit - fixed + 1), "more than 250000 nodes");
+    assert_err(&aliases(limit - fixed + 1), "more than 100000 nodes");
 }
 
 #[test]
@@ -119,7 +119,7 @@ fn billion_laughs_is_refused() {
             vec![format!("*a{}", i - 1); 10].join(", ")
         ));
     }
-    assert_err(doc.as_bytes(), "more than 250000 nodes");
+    assert_err(doc.as_bytes(), "more than 100000 nodes");
 }
 
 #[test]

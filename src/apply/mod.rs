@@ -154,13 +154,6 @@ impl Executor<'_> {
         !self.opts.image_root && self.opts.root.join("run/systemd/system").is_dir()
     }
 
-    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
     fn offline_systemctl(&mut self, args: &[&str]) -> Result<(), ActionError> {
         // `systemctl --root=DIR` works from outside the root; inside an image root without a
         // host systemctl, the image's own systemctl detects the chroot and works offline too.
@@ -224,33 +217,7 @@ impl Executor<'_> {
                 let outcome = self.writer.write(dest, key.as_bytes(), 0o644, 0, 0)?;
                 self.log.line(&format!("key {dest}: {outcome:?}"));
             }
-            ActionKind::EditIni {
-                path,
-                section,
-                key,
-                value,
-            } => {
-                let original = self.writer.read(path)?;
-                let text = original
-                    .as_deref()
-                    .map(|b| String::from_utf8_lossy(b).into_owned())
-                    .unwrap_or_default();
-                let updated = ini::set(&text, section, key, value);
-                let old = format!("{path}.old");
-                let (mode, uid, gid) = self.writer.metadata(path)?.unwrap_or((0o644, 0, 0));
-                // The true original is saved once; reruns must not overwrite it.
-                if let Some(original) = &original
-                    && updated != text
-                    && self.writer.metadata(&old)?.is_none()
-                {
-                    self.writer.write(&old, original, mode, uid, gid)?;
-                }
-                let outcome = self
-                    .writer
-                    .write(path, updated.as_bytes(), mode, uid, gid)?;
-                self.log
-                    .line(&format!("set [{section}] {key} in {path}: {outcome:?}"));
-            }
+            ActionKind::EditIni { .. } => self.edit_ini(std::slice::from_ref(&action))?,
             ActionKind::ReconfigureInstalled { packages } => {
                 let installed = installed_packages(&self.opts.root)?;
                 let chosen: Vec<String> = packages
@@ -279,7 +246,7 @@ impl Executor<'_> {
                         "--frontend=noninteractive".to_owned(),
                     ];
                     argv.extend(chosen);
-                    let env = Self::env(&[("DEBIAN_FRONTEND", "noninteractive")]);
+                    let env = crate::plan::env_map(crate::plan::APT_ENV);
                     self.runner.run(&argv, &env, None, &[0], &mut self.log)?;
                 }
             }
@@ -360,11 +327,69 @@ impl Executor<'_> {
         }
     }
 
+    /// Applies the edits of one INI file in one write. A file the plan creates has no original
+    /// to save, and a run killed between two edits cannot leave a half-edited file that the
+    /// next run would take for the original.
+    fn edit_ini(&mut self, edits: &[&Action]) -> Result<(), ActionError> {
+        let Some(ActionKind::EditIni { path, .. }) = edits.first().map(|a| &a.kind) else {
+            return Ok(());
+        };
+        let original = self.writer.read(path)?;
+        let text = original
+            .as_deref()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default();
+        let mut updated = text.clone();
+        for edit in edits {
+            if let ActionKind::EditIni {
+                section,
+                key,
+                value,
+                ..
+            } = &edit.kind
+            {
+                updated = ini::set(&updated, section, key, value);
+                self.log.line(&format!("set [{section}] {key} in {path}"));
+            }
+        }
+        let old = format!("{path}.old");
+        let (mode, uid, gid) = self.writer.metadata(path)?.unwrap_or((0o644, 0, 0));
+        // The true original is saved once; reruns must not overwrite it.
+        if let Some(original) = &original
+            && updated != text
+            && self.writer.metadata(&old)?.is_none()
+        {
+            self.writer.write(&old, original, mode, uid, gid)?;
+        }
+        let outcome = self
+            .writer
+            .write(path, updated.as_bytes(), mode, uid, gid)?;
+        self.log.line(&format!("{path}: {outcome:?}"));
+        Ok(())
+    }
+
     fn run_module(&mut self, actions: &[&Action]) -> Result<(), ActionError> {
         let fetched = self.prefetch(actions)?;
-        for action in actions {
-            self.execute(action, &fetched)?;
-            self.after_action();
+        let mut next = 0;
+        while next < actions.len() {
+            let batch = match &actions[next].kind {
+                ActionKind::EditIni { path, .. } => actions[next..]
+                    .iter()
+                    .take_while(
+                        |a| matches!(&a.kind, ActionKind::EditIni { path: p, .. } if p == path),
+                    )
+                    .count(),
+                _ => 1,
+            };
+            if batch > 1 {
+                self.edit_ini(&actions[next..next + batch])?;
+            } else {
+                self.execute(actions[next], &fetched)?;
+            }
+            for _ in 0..batch {
+                self.after_action();
+            }
+            next += batch;
         }
         Ok(())
     }
@@ -504,6 +529,81 @@ pub fn apply(plan: &Plan, opts: &ApplyOptions) -> Result<Outcome, ApplyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn edit(section: &str, key: &str, value: &str) -> Action {
+        Action {
+            module: "puppet",
+            kind: ActionKind::EditIni {
+                path: "/etc/puppet/puppet.conf".into(),
+                section: section.into(),
+                key: key.into(),
+                value: value.into(),
+            },
+        }
+    }
+
+    fn executor<'o>(opts: &'o ApplyOptions) -> Executor<'o> {
+        Executor {
+            opts,
+            writer: Writer::new(&opts.root),
+            runner: Runner::new(RunnerConfig::default(), Vec::new()),
+            keys: KeyFetcher::new("http://127.0.0.1:1", "http://127.0.0.1:1"),
+            log: RunLog::discard(),
+            warnings: Vec::new(),
+            actions_done: 0,
+            kill_after: None,
+        }
+    }
+
+    fn options(root: &Path) -> ApplyOptions {
+        ApplyOptions {
+            root: root.to_path_buf(),
+            image_root: true,
+            force: false,
+            datasource: "none".into(),
+            instance_id: "i-test".into(),
+            user_data: Vec::new(),
+            instance_data: serde_json::Value::Null,
+            runner: RunnerConfig::default(),
+            launchpad_api: String::new(),
+            default_keyserver: String::new(),
+            runtime_dir: root.join("run"),
+        }
+    }
+
+    #[test]
+    fn puppet_conf_old_is_the_true_original_or_nothing() {
+        let (uid, gid) = (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        );
+        let edits = [edit("agent", "server", "p"), edit("agent", "certname", "c")];
+        let refs: Vec<&Action> = edits.iter().collect();
+        // Created by the plan: no .old.
+        let dir = tempfile::tempdir().unwrap();
+        let opts = options(dir.path());
+        executor(&opts)
+            .run_module(&refs)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let conf = std::fs::read_to_string(dir.path().join("etc/puppet/puppet.conf")).unwrap();
+        assert_eq!(conf, "[agent]\nserver = p\ncertname = c\n");
+        assert!(!dir.path().join("etc/puppet/puppet.conf.old").exists());
+        // Existing: the original is kept, and a rerun keeps it.
+        let dir = tempfile::tempdir().unwrap();
+        let opts = options(dir.path());
+        let writer = Writer::new(dir.path());
+        writer
+            .write("/etc/puppet/puppet.conf", b"# Debian\n", 0o644, uid, gid)
+            .unwrap();
+        executor(&opts)
+            .run_module(&refs)
+            .unwrap_or_else(|e| panic!("{e}"));
+        executor(&opts)
+            .run_module(&refs)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let old = std::fs::read_to_string(dir.path().join("etc/puppet/puppet.conf.old")).unwrap();
+        assert_eq!(old, "# Debian\n");
+    }
 
     #[test]
     fn installed_packages_come_from_dpkg_status() {

@@ -117,6 +117,30 @@ const TRANSIENT: &[&str] = &[
     "Undetermined Error",
 ];
 
+/// Command output as plain text: puppet colours its output even into a pipe, and escape
+/// sequences must not reach the run log, status.json or a terminal that shows them. CSI
+/// sequences (`ESC [ ... final byte`) and other control characters except newline and tab are
+/// dropped.
+fn strip_terminal_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+        } else if !c.is_control() || c == '\n' || c == '\t' {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn shell_words(argv: &[String]) -> String {
     argv.join(" ")
 }
@@ -253,8 +277,7 @@ impl Runner {
         {
             log.line("dpkg was interrupted earlier: recovering with dpkg --configure -a");
             let recover: Vec<String> = ["dpkg", "--configure", "-a"].map(String::from).to_vec();
-            let mut env = BTreeMap::new();
-            env.insert("DEBIAN_FRONTEND".to_owned(), "noninteractive".to_owned());
+            let env = crate::plan::env_map(crate::plan::APT_ENV);
             self.run_with_lock_retry(&recover, &env, None, &[0], log)?;
         }
         if subcommand == Some("update") {
@@ -418,7 +441,7 @@ impl Runner {
         let err = err_reader.join().unwrap_or_default();
         let mut output = String::from_utf8_lossy(&out).into_owned();
         output.push_str(&String::from_utf8_lossy(&err));
-        let output = self.scrub(&output);
+        let output = self.scrub(&strip_terminal_controls(&output));
         log.output(&output);
         let code = status.code();
         log.line(&format!(
@@ -440,5 +463,20 @@ impl Runner {
     /// Whether commands run inside an image root.
     pub fn root(&self) -> Option<&Path> {
         self.config.root.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod strip_tests {
+    use super::strip_terminal_controls;
+
+    #[test]
+    fn colours_and_controls_are_dropped() {
+        assert_eq!(
+            strip_terminal_controls(
+                "\u{1b}[0;32mInfo: signed\u{1b}[0m\n\u{1b}[mNotice: x\u{1b}[0m\r\n\ta\u{7}b"
+            ),
+            "Info: signed\nNotice: x\n\tab"
+        );
     }
 }

@@ -45,7 +45,7 @@ impl Default for Limits {
             max_input_bytes: 16 * MIB,
             max_decompressed_bytes: 16 * MIB,
             max_depth: 64,
-            max_nodes: 250_000,
+            max_nodes: 100_000,
             // As much as one value may hold: anchors share a key block or a few settings,
             // and more is an amplification attack, not a config.
             max_alias_bytes: MIB,

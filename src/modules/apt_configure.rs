@@ -127,6 +127,11 @@ pub struct Apt {
     pub ftp_proxy: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub https_proxy: Option<String>,
+    /// cloud-init writes /etc/apt/mirrors/*.list for apt-transport-mirror instead of
+    /// sources.list; cloudcfg does not write there (a warning says so) and writes sources.list
+    /// from the mirrors as usual.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generate_mirrorlists: Option<bool>,
     /// Sources by name; the name is the default file name and the keyring name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sources: Option<IndexMap<String, Source>>,
@@ -210,7 +215,9 @@ impl SourceEntry<'_> {
     /// `/etc/apt/keyrings/<name>.asc` (contract.md, "Paths and modes").
     pub fn keyring(&self) -> String {
         let stem = match (self.name, self.ppa()) {
-            (Some(name), _) => name.to_owned(),
+            // A name given as a file name (`my-repo.list`) names the keyring by its stem, as
+            // cloud-init names its keyring files.
+            (Some(name), _) => name.strip_suffix(".list").unwrap_or(name).to_owned(),
             (None, Some(ppa)) => ppa.stem(),
             (None, None) => format!("{}-{}", self.list_stem(), self.position),
         };
@@ -612,6 +619,13 @@ pub fn check(config: &CloudConfig, cx: &mut Checker<'_>) {
                 );
             }
         }
+        if apt.generate_mirrorlists == Some(true) {
+            cx.warning(
+                "apt.generate_mirrorlists",
+                "not supported: cloudcfg does not write /etc/apt/mirrors/ (ignored; \
+                 sources.list is written from the mirrors instead)",
+            );
+        }
         if apt.add_apt_repo_match.is_some() {
             cx.warning(
                 "apt.add_apt_repo_match",
@@ -635,9 +649,16 @@ pub fn check(config: &CloudConfig, cx: &mut Checker<'_>) {
     if let Some(uri) = &config.apt_mirror {
         cx.check("apt_mirror", values::url(uri));
     }
-    for (i, uri) in config.apt_mirror_search.iter().flatten().enumerate() {
-        // The first one becomes $MIRROR in source lines and sources.list.
-        cx.check(&format!("apt_mirror_search[{i}]"), values::url(uri));
+    if let Some(search) = &config.apt_mirror_search {
+        for (j, uri) in search.iter().enumerate() {
+            cx.check(&format!("apt_mirror_search[{j}]"), values::url(uri));
+        }
+        if config.apt_mirror.is_none() {
+            cx.warning(
+                "apt_mirror_search",
+                "cloudcfg does not probe mirrors: the first one is used",
+            );
+        }
     }
     if config.apt_mirror_search_dns == Some(true) {
         cx.warning(
@@ -898,6 +919,105 @@ fn disable_suites(text: &str, disabled: &[String], release: &str) -> String {
     out
 }
 
+/// Plans a source's or mirror's key: an inline block is written, a keyid fetched. Returns
+/// whether there was one.
+fn plan_key(
+    planner: &mut Planner<'_>,
+    dest: String,
+    key: Option<&String>,
+    keyid: Option<&String>,
+    keyserver: Option<&String>,
+) -> bool {
+    if let Some(key) = key {
+        let mut text = key.clone();
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        planner.write_file(dest, 0o644, Text::plain(text));
+        true
+    } else if let Some(keyid) = keyid {
+        let keyid = KeyId::parse(keyid).map_or_else(|_| keyid.clone(), |k| k.as_str().to_owned());
+        let keyserver = values::keyserver_url(
+            keyserver.map_or_else(|| planner.system.keyserver(), String::as_str),
+        );
+        planner.push(ActionKind::FetchKey {
+            keyid: Some(keyid),
+            keyserver: Some(keyserver),
+            ppa: None,
+            dest,
+        });
+        true
+    } else {
+        false
+    }
+}
+
+/// `/etc/apt/keyrings/primary.asc` and `security.asc`, the keyrings of the mirrors' own keys
+/// (cloud-init names its key files for them the same way).
+fn mirror_keyring(name: &str) -> String {
+    format!("{KEYRINGS_DIR}/{name}.asc")
+}
+
+/// The `primary` and `security` mirror entries in effect for the target's architecture.
+fn selected_mirrors<'c>(config: &'c CloudConfig, facts: &Facts) -> Vec<(&'static str, &'c Mirror)> {
+    let apt = config.apt.as_ref();
+    [
+        (
+            "primary",
+            arch_mirror(apt.and_then(|a| a.primary.as_ref()), &facts.arch),
+        ),
+        (
+            "security",
+            arch_mirror(apt.and_then(|a| a.security.as_ref()), &facts.arch),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, m)| m.map(|m| (name, m)))
+    .collect()
+}
+
+/// The URI of a deb line (after its `[...]` options).
+fn line_uri(line: &str) -> Option<&str> {
+    let rest = line
+        .trim_start()
+        .split_once(char::is_whitespace)?
+        .1
+        .trim_start();
+    let rest = match rest.strip_prefix('[') {
+        Some(options) => options.split_once(']')?.1.trim_start(),
+        None => rest,
+    };
+    rest.split_whitespace().next()
+}
+
+/// Names each keyed mirror's keyring in the sources.list lines that use that mirror.
+fn sign_mirror_lines(text: &str, keyed: &[(String, String)]) -> String {
+    text.split_inclusive('\n')
+        .map(|line| {
+            let is_entry = line.starts_with("deb ") || line.starts_with("deb-src ");
+            let keyring = is_entry
+                .then(|| line_uri(line))
+                .flatten()
+                .and_then(|uri| {
+                    keyed.iter().find(|(mirror, _)| {
+                        mirror.trim_end_matches('/') == uri.trim_end_matches('/')
+                    })
+                })
+                .map(|(_, keyring)| keyring);
+            match keyring {
+                Some(keyring) => {
+                    let newline = if line.ends_with('\n') { "\n" } else { "" };
+                    format!(
+                        "{}{newline}",
+                        with_signed_by(line.trim_end_matches('\n'), keyring)
+                    )
+                }
+                None => line.to_owned(),
+            }
+        })
+        .collect()
+}
+
 fn sources_list_text(config: &CloudConfig, facts: &Facts, release: &str) -> String {
     let mirrors = mirrors(config, facts);
     let security_suite = if matches!(release, "buster" | "stretch") {
@@ -929,6 +1049,19 @@ fn sources_list_text(config: &CloudConfig, facts: &Facts, release: &str) -> Stri
         })
         .into_owned();
     let rendered = substitute(&rendered, &vars);
+    let keyed: Vec<(String, String)> = selected_mirrors(config, facts)
+        .into_iter()
+        .filter(|(_, m)| m.key.is_some() || m.keyid.is_some())
+        .map(|(name, _)| {
+            let uri = if name == "primary" {
+                &mirrors.primary
+            } else {
+                &mirrors.security
+            };
+            (uri.clone(), mirror_keyring(name))
+        })
+        .collect();
+    let rendered = sign_mirror_lines(&rendered, &keyed);
     let disabled = config
         .apt
         .as_ref()
@@ -1100,35 +1233,32 @@ pub fn plan(planner: &mut Planner<'_>) -> Result<(), PlanError> {
         facts.release.as_deref()
     };
     for entry in &entries {
-        let dest = entry.keyring();
         let src = entry.source;
-        if let Some(key) = &src.key {
-            let mut text = key.clone();
-            if !text.ends_with('\n') {
-                text.push('\n');
-            }
-            planner.write_file(dest, 0o644, Text::plain(text));
-        } else if let Some(keyid) = &src.keyid {
-            let keyid =
-                KeyId::parse(keyid).map_or_else(|_| keyid.clone(), |k| k.as_str().to_owned());
-            let keyserver = values::keyserver_url(
-                src.keyserver
-                    .as_deref()
-                    .unwrap_or_else(|| planner.system.keyserver()),
-            );
-            planner.push(ActionKind::FetchKey {
-                keyid: Some(keyid),
-                keyserver: Some(keyserver),
-                ppa: None,
-                dest,
-            });
-        } else if let Some(ppa) = entry.ppa() {
+        let planned = plan_key(
+            planner,
+            entry.keyring(),
+            src.key.as_ref(),
+            src.keyid.as_ref(),
+            src.keyserver.as_ref(),
+        );
+        if !planned && let Some(ppa) = entry.ppa() {
             planner.push(ActionKind::FetchKey {
                 keyid: None,
                 keyserver: None,
                 ppa: Some(format!("{}/{}", ppa.owner, ppa.name)),
-                dest,
+                dest: entry.keyring(),
             });
+        }
+    }
+    if writes_sources_list(config) {
+        for (name, mirror) in selected_mirrors(config, facts) {
+            plan_key(
+                planner,
+                mirror_keyring(name),
+                mirror.key.as_ref(),
+                mirror.keyid.as_ref(),
+                mirror.keyserver.as_ref(),
+            );
         }
     }
 

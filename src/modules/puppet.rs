@@ -289,6 +289,15 @@ pub fn check(config: &CloudConfig, cx: &mut Checker<'_>) {
     }
     if let Some(version) = &puppet.version {
         cx.check("puppet.version", values::package_version(version));
+        if puppet.install_type() == InstallType::Aio && !version.contains('-') {
+            cx.warning(
+                "puppet.version",
+                format!(
+                    "puppet-agent packages are versioned like {version}-1bookworm: \
+                     apt-get install puppet-agent={version} matches only that exact version"
+                ),
+            );
+        }
         if puppet.install == Some(false) {
             cx.warning(
                 "puppet.version",
@@ -454,6 +463,25 @@ pub fn csr_attributes_yaml(csr: &CsrAttributes) -> String {
     out
 }
 
+/// The keys inside csr_attributes.yaml, each a secret of its own besides the whole file, so
+/// that command output quoting one is scrubbed before it reaches the run log (`puppet agent
+/// --debug` prints every CSR attribute with its value): all custom attributes (they stay in the
+/// request; challengePassword is one) and `pp_preshared_key`.
+fn csr_secrets(csr: &CsrAttributes) -> Vec<String> {
+    let custom = csr.custom_attributes.iter().flatten();
+    let psk = csr.extension_requests.iter().flatten().filter(|(key, _)| {
+        matches!(
+            key.as_str(),
+            "pp_preshared_key" | crate::autosign::PP_PRESHARED_KEY_OID
+        )
+    });
+    custom
+        .chain(psk)
+        .map(|(_, value)| value.text.clone())
+        .filter(|text| !text.is_empty())
+        .collect()
+}
+
 /// One scalar as PyYAML's emitter writes it in block style.
 fn pyyaml_scalar(value: &RawScalar) -> String {
     match value.kind {
@@ -585,11 +613,9 @@ pub fn plan(planner: &mut Planner<'_>) -> Result<(), PlanError> {
         }
     }
     if let Some(csr) = &puppet.csr_attributes {
-        planner.write_file(
-            layout.csr_attributes_path.clone(),
-            0o600,
-            Text::secret(csr_attributes_yaml(csr)),
-        );
+        let mut content = Text::secret(csr_attributes_yaml(csr));
+        content.secrets.extend(csr_secrets(csr));
+        planner.write_file(layout.csr_attributes_path.clone(), 0o600, content);
     }
     if puppet.install != Some(false) {
         let package = match &puppet.version {
@@ -649,6 +675,21 @@ mod tests {
             "custom_attributes:\n  1.2.840.113549.1.9.7: 342thbjkt82094y0uthhor289jnqthpc2290\n\
              extension_requests:\n  pp_cost_center: cc6000\n  pp_number: '1234'\n  pp_preshared_key: S3cret\n"
         );
+    }
+
+    #[test]
+    fn every_key_in_csr_attributes_is_a_secret_of_its_own() {
+        let mut custom = IndexMap::new();
+        custom.insert("challengePassword".to_owned(), RawScalar::str("S3cret"));
+        let mut ext = IndexMap::new();
+        ext.insert("pp_instance_id".to_owned(), RawScalar::str("i-0abc"));
+        ext.insert("pp_preshared_key".to_owned(), RawScalar::str("Psk1"));
+        ext.insert("1.3.6.1.4.1.34380.1.1.4".to_owned(), RawScalar::str("Psk2"));
+        let csr = CsrAttributes {
+            custom_attributes: Some(custom),
+            extension_requests: Some(ext),
+        };
+        assert_eq!(csr_secrets(&csr), ["S3cret", "Psk1", "Psk2"]);
     }
 
     #[test]

@@ -340,10 +340,7 @@ impl<'a> Planner<'a> {
     pub fn command(&mut self, argv: Vec<String>, env: &[(&str, &str)], stdin: Option<Text>) {
         self.push(ActionKind::Command {
             argv,
-            env: env
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
+            env: env_map(env),
             stdin,
             ok_exit_codes: None,
         });
@@ -394,6 +391,14 @@ pub fn apt_get(args: &[&str]) -> Vec<String> {
 }
 
 pub const APT_ENV: &[(&str, &str)] = &[("DEBIAN_FRONTEND", "noninteractive")];
+
+/// A command's added environment from literal pairs.
+pub fn env_map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
 
 #[cfg(test)]
 mod tests {

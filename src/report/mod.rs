@@ -19,6 +19,36 @@ pub fn runtime_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/run"))
 }
 
+/// The file whose presence keeps cloudcfg.service from running (the unit's
+/// `ConditionPathExists=!`), for images that must not configure themselves.
+pub const DISABLE_FILE: &str = "/etc/cloudcfg/cloudcfg.disabled";
+
+/// The kernel command-line word that keeps cloudcfg.service from running (the unit's
+/// `ConditionKernelCommandLine=!`), like cloud-init's `cloud-init=disabled`.
+pub const DISABLE_KERNEL_ARG: &str = "cloudcfg=disabled";
+
+/// Why cloudcfg.service does not run this boot, checked as the unit's conditions check it: the
+/// kernel command line `cmdline` (the text of /proc/cmdline) has the word `cloudcfg=disabled`,
+/// or `disable_file` exists.
+pub fn disabled_reason(cmdline: &str, disable_file: &Path) -> Option<String> {
+    if cmdline
+        .split_whitespace()
+        .any(|word| word.trim_matches('"') == DISABLE_KERNEL_ARG)
+    {
+        return Some(format!("the kernel command line has {DISABLE_KERNEL_ARG}"));
+    }
+    if disable_file.exists() {
+        return Some(format!("{} exists", disable_file.display()));
+    }
+    None
+}
+
+/// This system's [`disabled_reason`].
+pub fn disabled_here() -> Option<String> {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    disabled_reason(&cmdline, Path::new(DISABLE_FILE))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
@@ -286,5 +316,99 @@ pub fn read_status(runtime_dir: &Path) -> Result<Option<Status>, std::io::Error>
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+/// `cloudcfg stop-post`, the unit's `ExecStopPost=`, which systemd runs once `cloudcfg run` has
+/// exited, however it ended. A report still saying `running` then belongs to a run that was
+/// killed (the unit's `TimeoutStartSec=`, a stop) or crashed: it is closed as `error`, so that
+/// `cloudcfg status --wait` (and cloud-init's) return instead of waiting forever. Without any
+/// report, a failed service (`why` is systemd's `$SERVICE_RESULT` and exit status) gets a
+/// critical one. Returns whether it wrote.
+pub fn close_interrupted(
+    runtime_dir: &Path,
+    target_root: &Path,
+    service_failed: bool,
+    why: &str,
+) -> std::io::Result<bool> {
+    let status = match read_status(runtime_dir)? {
+        Some(mut status) if status.status == RunStatus::Running => {
+            for module in &mut status.modules {
+                if module.status == ModuleState::Running {
+                    module.status = ModuleState::Failed;
+                    module.finished = Some(now());
+                    module.error = Some(format!("interrupted ({why})"));
+                }
+            }
+            status.status = RunStatus::Error;
+            status.finished = Some(now());
+            status
+                .errors
+                .push(format!("the run ended before it finished ({why})"));
+            status
+        }
+        None if service_failed => Status::critical(
+            "none",
+            None,
+            format!("cloudcfg run ended before it reported anything ({why})"),
+        ),
+        _ => return Ok(false),
+    };
+    Reporter::new(runtime_dir, target_root, false).write(&status);
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disabled_by_kernel_word_or_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cloudcfg.disabled");
+        assert_eq!(disabled_reason("ro quiet cloudcfg=enabled\n", &file), None);
+        assert_eq!(disabled_reason("xcloudcfg=disabled cloudcfg", &file), None);
+        assert!(
+            disabled_reason("root=/dev/vda cloudcfg=disabled quiet\n", &file)
+                .unwrap()
+                .contains("kernel command line")
+        );
+        std::fs::write(&file, "").unwrap();
+        assert!(disabled_reason("", &file).unwrap().contains("exists"));
+    }
+
+    #[test]
+    fn an_interrupted_run_is_closed_as_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (run, root) = (dir.path().join("run"), dir.path().join("root"));
+        std::fs::create_dir_all(&root).unwrap();
+        let reporter = Reporter::new(&run, &root, true);
+        let mut status = Status::new("ec2", Some("i-1"), &["apt_configure", "puppet"]);
+        status.modules[0].status = ModuleState::Running;
+        reporter.write(&status);
+
+        assert!(close_interrupted(&run, &root, true, "timeout").unwrap());
+        let closed = read_status(&run).unwrap().unwrap();
+        assert_eq!(closed.status, RunStatus::Error);
+        assert!(closed.finished.is_some());
+        assert_eq!(closed.modules[0].status, ModuleState::Failed);
+        assert_eq!(closed.modules[1].status, ModuleState::Pending);
+        assert!(closed.errors[0].contains("timeout"), "{:?}", closed.errors);
+        assert_eq!(status::exit_code(Some(&closed)), 1);
+        assert!(run.join("cloudcfg/result.json").exists());
+        // Closed once: a finished report is left alone.
+        assert!(!close_interrupted(&run, &root, true, "timeout").unwrap());
+    }
+
+    #[test]
+    fn a_failed_service_without_a_report_gets_a_critical_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        assert!(!close_interrupted(&run, dir.path(), false, "success").unwrap());
+        assert!(read_status(&run).unwrap().is_none());
+        assert!(close_interrupted(&run, dir.path(), true, "signal").unwrap());
+        let status = read_status(&run).unwrap().unwrap();
+        assert_eq!(status.status, RunStatus::Error);
+        assert!(status.errors[0].contains("signal"));
     }
 }

@@ -25,15 +25,19 @@ fn name(status: Option<&Status>) -> &'static str {
     }
 }
 
-/// Waits while no run has finished this boot (none started yet, or one running).
-pub fn wait(runtime_dir: &Path) -> std::io::Result<Option<Status>> {
+/// Waits while no run has finished this boot (none started yet, or one running), like
+/// `cloud-init status --wait`; returns `None` at once when no run has started and `disabled`
+/// says cloudcfg is disabled (the unit will not start one).
+pub fn wait(
+    runtime_dir: &Path,
+    disabled: impl Fn() -> Option<String>,
+) -> std::io::Result<Option<Status>> {
     loop {
         let status = read_status(runtime_dir)?;
-        if status
-            .as_ref()
-            .is_some_and(|s| s.status != RunStatus::Running)
-        {
-            return Ok(status);
+        match &status {
+            Some(s) if s.status != RunStatus::Running => return Ok(status),
+            None if disabled().is_some() => return Ok(None),
+            _ => {}
         }
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -80,6 +84,20 @@ pub fn text(status: Option<&Status>, long: bool) -> String {
     out
 }
 
+/// `status` when no run started this boot and cloudcfg is disabled (exit 0, as cloud-init's
+/// `status: disabled`).
+pub fn disabled_text(reason: &str, long: bool) -> String {
+    if long {
+        format!("status: disabled\ndetail: {reason}\n")
+    } else {
+        "status: disabled\n".to_owned()
+    }
+}
+
+pub fn disabled_json(reason: &str) -> serde_json::Value {
+    serde_json::json!({"status": "disabled", "detail": reason})
+}
+
 pub fn json(status: Option<&Status>) -> serde_json::Value {
     match status {
         Some(s) => serde_json::to_value(s).unwrap_or_default(),
@@ -103,5 +121,33 @@ mod tests {
         assert_eq!(exit_code(Some(&c)), 1);
         assert_eq!(exit_code(None), 0);
         assert!(text(Some(&c), true).contains("error: no datasource"));
+    }
+
+    #[test]
+    fn wait_returns_when_disabled_and_nothing_ran() {
+        let dir = tempfile::tempdir().unwrap();
+        let started = std::time::Instant::now();
+        let status = wait(dir.path(), || Some("test".into())).unwrap();
+        assert!(status.is_none());
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(disabled_text("x", true), "status: disabled\ndetail: x\n");
+    }
+
+    #[test]
+    fn wait_follows_a_run_to_its_end_even_when_disabled_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let reporter = super::super::Reporter::new(dir.path(), dir.path(), true);
+        let mut s = Status::new("nocloud", Some("i-1"), &["apt_configure"]);
+        reporter.write(&s);
+        let waiter = {
+            let dir = dir.path().to_owned();
+            std::thread::spawn(move || wait(&dir, || Some("disabled".into())))
+        };
+        std::thread::sleep(Duration::from_millis(600));
+        assert!(!waiter.is_finished(), "returned while the run was running");
+        s.finish();
+        reporter.write(&s);
+        let status = waiter.join().unwrap().unwrap().unwrap();
+        assert_eq!(status.status, RunStatus::Done);
     }
 }

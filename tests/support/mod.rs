@@ -4,5 +4,7 @@
 //! only some of the helpers, so dead-code warnings are silenced in each submodule
 //! (`#![allow(dead_code)]` at its top) rather than in every test file.
 
+pub mod deb;
 pub mod http;
+pub mod puppet;
 pub mod root;

@@ -26,18 +26,23 @@ pub fn can_run(test: &str, tools: &[&str]) -> bool {
         skip(test, "needs root (mounts, chroot, debootstrap)");
         return false;
     }
+    have_tools(test, tools)
+}
+
+/// Whether every tool is on PATH (root or not). Skips loudly when not.
+pub fn have_tools(test: &str, tools: &[&str]) -> bool {
     let missing: Vec<&str> = tools.iter().copied().filter(|t| !have(t)).collect();
-    if !missing.is_empty() {
-        skip(
-            test,
-            &format!(
-                "missing {} (scripts/test.sh installs them)",
-                missing.join(", ")
-            ),
-        );
-        return false;
+    if missing.is_empty() {
+        return true;
     }
-    true
+    skip(
+        test,
+        &format!(
+            "missing {} (scripts/test.sh installs them)",
+            missing.join(", ")
+        ),
+    );
+    false
 }
 
 fn nix_is_root() -> bool {

@@ -1,0 +1,96 @@
+//! Key fetching against local servers: HKP by keyid, a PPA's key through Launchpad's API, the
+//! fingerprint check, 404 and retries on 5xx (issue 4, item 3).
+
+mod support;
+
+use cloudcfg::apply::keys::{KeyError, KeyFetcher};
+use support::http::{self, Response};
+
+const KEY: &str = include_str!("compat/keys/throwaway.asc");
+const FPR: &str = "897FB1D86845F884F32374A8B54F83BA163D7715";
+
+fn keyserver() -> http::Server {
+    http::serve(http::or_not_found(http::hkp(vec![(
+        FPR.to_owned(),
+        KEY.to_owned(),
+    )])))
+}
+
+#[test]
+fn fetches_by_short_long_and_full_ids_and_checks_the_fingerprint() {
+    let server = keyserver();
+    let fetcher = KeyFetcher::new("http://127.0.0.1:1", "unused");
+    for keyid in [
+        "163D7715",
+        "B54F83BA163D7715",
+        FPR,
+        "897F B1D8 6845 F884 F323  74A8 B54F 83BA 163D 7715",
+    ] {
+        let key = fetcher.by_keyid(keyid, &server.url()).unwrap();
+        let fingerprints = cloudcfg::config::values::armored_key_fingerprints(&key).unwrap();
+        assert_eq!(fingerprints, vec![FPR.to_owned()], "{keyid}");
+    }
+    let request = &server.requests()[0];
+    assert_eq!(request.path, "/pks/lookup");
+    assert_eq!(request.query_param("op"), Some("get"));
+    assert_eq!(request.query_param("options"), Some("mr"));
+    assert_eq!(request.query_param("search"), Some("0x163D7715"));
+}
+
+#[test]
+fn a_key_with_another_fingerprint_is_refused() {
+    // The server answers every lookup with the throwaway key, whatever was asked.
+    let server = http::serve(|_: &http::Request| Response::ok(KEY));
+    let fetcher = KeyFetcher::new("http://127.0.0.1:1", "unused");
+    let err = fetcher
+        .by_keyid("0123456789ABCDEF0123456789ABCDEF01234567", &server.url())
+        .unwrap_err();
+    assert!(matches!(err, KeyError::Mismatch { .. }), "{err}");
+    assert!(err.to_string().contains(FPR), "{err}");
+}
+
+#[test]
+fn an_unknown_key_is_a_clear_error_without_retries() {
+    let server = keyserver();
+    let fetcher = KeyFetcher::new("http://127.0.0.1:1", "unused");
+    let err = fetcher
+        .by_keyid("0123456789ABCDEF", &server.url())
+        .unwrap_err();
+    assert!(matches!(err, KeyError::NotFound { .. }), "{err}");
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[test]
+fn server_errors_are_retried() {
+    let server = http::serve(http::sequence(vec![
+        Response::status(503),
+        Response::status(502),
+        Response::ok(KEY),
+    ]));
+    let fetcher = KeyFetcher::new("http://127.0.0.1:1", "unused");
+    fetcher.by_keyid(FPR, &server.url()).unwrap();
+    assert_eq!(server.requests().len(), 3);
+}
+
+#[test]
+fn a_ppa_key_is_the_one_launchpad_names() {
+    let keys = keyserver();
+    let launchpad = http::serve(|r: &http::Request| {
+        if r.path == "/~example-team/+archive/ubuntu/example-ppa" {
+            Response::ok(format!(
+                r#"{{"signing_key_fingerprint": "{FPR}", "name": "example-ppa"}}"#
+            ))
+        } else {
+            Response::not_found()
+        }
+    });
+    let fetcher = KeyFetcher::new(&launchpad.url(), &keys.url());
+    let key = fetcher.for_ppa("example-team/example-ppa").unwrap();
+    assert!(key.contains("BEGIN PGP PUBLIC KEY BLOCK"));
+    assert_eq!(
+        keys.requests()[0].query_param("search"),
+        Some(&*format!("0x{FPR}"))
+    );
+    let err = fetcher.for_ppa("nobody/nothing").unwrap_err();
+    assert!(matches!(err, KeyError::Launchpad { .. }), "{err}");
+}
