@@ -115,6 +115,14 @@ const REGRESSIONS: &[(&str, Option<&str>)] = &[
         Some("document too large: more than 100000 nodes"),
     ),
     (
+        "billion-laughs-redefined-anchors.yaml",
+        Some("document too large: more than 100000 nodes"),
+    ),
+    (
+        "merge-keys-timeout-2.yaml",
+        Some("document too large: more than 100000 nodes"),
+    ),
+    (
         "billion-laughs-timeout.yaml",
         Some("document too large: more than 100000 nodes"),
     ),
