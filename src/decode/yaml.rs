@@ -268,8 +268,8 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// Text an alias repeats: counting nodes alone would let one 1 MiB scalar, aliased
-    /// 250,000 times, fill 250 GB.
+    /// Text an alias repeats: counting nodes alone would let one 1 MiB scalar, aliased as
+    /// often as the node budget allows (100,000 times), fill 100 GB.
     fn charge_alias_bytes(&mut self, bytes: usize, pos: Pos) -> Result<(), YamlError> {
         self.alias_bytes = self.alias_bytes.saturating_add(bytes);
         if self.alias_bytes > self.limits.max_alias_bytes {
