@@ -126,6 +126,10 @@ const REGRESSIONS: &[(&str, Option<&str>)] = &[
         "billion-laughs-timeout.yaml",
         Some("document too large: more than 100000 nodes"),
     ),
+    (
+        "pgp-error-backtrace.yaml",
+        Some("is not a readable OpenPGP public key: invalid packet content: invalid curve\n"),
+    ),
     ("many-debconf-passwords.yaml", None),
     ("many-proxy-credentials.yaml", None),
     ("many-unknown-keys.yaml", None),

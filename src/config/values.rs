@@ -126,10 +126,11 @@ pub fn armored_key_fingerprints(text: &str) -> Result<Vec<String>, String> {
             .into());
     }
     let (keys, _headers) = SignedPublicKey::from_string_many(text)
-        .map_err(|e| format!("is not a readable OpenPGP public key: {e}"))?;
+        .map_err(|e| format!("is not a readable OpenPGP public key: {}", pgp_reason(&e)))?;
     let mut fingerprints = Vec::new();
     for key in keys {
-        let key = key.map_err(|e| format!("is not a readable OpenPGP public key: {e}"))?;
+        let key =
+            key.map_err(|e| format!("is not a readable OpenPGP public key: {}", pgp_reason(&e)))?;
         fingerprints.push(format!("{:X}", key.primary_key.fingerprint()));
         for sub in &key.public_subkeys {
             fingerprints.push(format!("{:X}", sub.key.fingerprint()));
@@ -139,6 +140,19 @@ pub fn armored_key_fingerprints(text: &str) -> Result<Vec<String>, String> {
         return Err("contains no OpenPGP public key".into());
     }
     Ok(fingerprints)
+}
+
+/// pgp's reason for refusing a key, without the backtrace that some of its errors carry:
+/// `InvalidPacketContent` prints its cause with `{:?}`, which includes a captured backtrace
+/// whenever RUST_BACKTRACE is set, so the diagnostic became a hundred-frame dump and took
+/// 150 ms or more to symbolize (found by timing the fuzz corpus).
+fn pgp_reason(error: &pgp::errors::Error) -> String {
+    match error {
+        pgp::errors::Error::InvalidPacketContent { source } => {
+            format!("invalid packet content: {}", pgp_reason(source))
+        }
+        other => other.to_string(),
+    }
 }
 
 /// The subjects of every certificate in a PEM block (a CA bundle may hold several).
