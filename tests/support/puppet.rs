@@ -135,16 +135,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn check(what: &str, out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "{what} failed ({:?})\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+use super::root::check;
 
 /// A configured, not yet started server directory (puppetserver.sh setup).
 pub struct ServerDir {

@@ -65,7 +65,8 @@ pub fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/tmp/cloudcfg-e2e"))
 }
 
-fn check(what: &str, out: Output) -> Output {
+/// Fails the test with the command's output unless it succeeded.
+pub fn check(what: &str, out: Output) -> Output {
     assert!(
         out.status.success(),
         "{what} failed ({:?})\n--- stdout\n{}--- stderr\n{}",
