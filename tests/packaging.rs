@@ -403,6 +403,9 @@ fn deb_holds_the_expected_files_with_their_modes() {
     .expect("the unit is in the package");
     assert_eq!(mode(unit), "-rw-r--r--");
     assert_eq!(mode("/etc/cloudcfg/cloudcfg.yaml"), "-rw-r--r--");
+    // Removes the previous boot's boot-finished early in every boot (tests/e2e_vm.rs checks
+    // that it takes effect).
+    assert_eq!(mode("/usr/lib/tmpfiles.d/cloudcfg.conf"), "-rw-r--r--");
     assert_eq!(mode("/usr/share/man/man1/cloudcfg.1.gz"), "-rw-r--r--");
     assert_eq!(mode("/usr/share/doc/cloudcfg/copyright"), "-rw-r--r--");
     let mut schemas = 0;
