@@ -174,7 +174,7 @@ fn build(root: &Path, key: &str) -> Result<Package, String> {
     // from a dpkg-buildpackage run from a shell, and rebuild them.
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy();
-        if (name.starts_with("CARGO_") && name != "CARGO_HOME")
+        if (name.starts_with("CARGO_") && name != "CARGO_HOME" && name != "CARGO_TARGET_DIR")
             || name == "CARGO"
             || name == "OUT_DIR"
         {
