@@ -105,18 +105,21 @@ boot() { # SERIES ROUND: one boot, its result as one JSON line in $OUT/results/
     log "round $2 $1: $r (load $load)"
 }
 mkdir -p "$OUT/results"
-running=0
+# Only the boots are waited for: the HTTP server is a background job too.
+boots=()
 for round in $(seq 1 "$RUNS"); do
     for s in "${SERIES[@]}"; do
-        if [ "$running" -ge "$JOBS" ]; then
-            wait -n || true
-            running=$((running - 1))
+        if [ "${#boots[@]}" -ge "$JOBS" ]; then
+            wait -n "${boots[@]}" || true
+            alive=()
+            for pid in "${boots[@]}"; do kill -0 "$pid" 2>/dev/null && alive+=("$pid"); done
+            boots=("${alive[@]}")
         fi
         boot "$s" "$round" &
-        running=$((running + 1))
+        boots+=($!)
     done
 done
-wait
+wait "${boots[@]}"
 for round in $(seq 1 "$RUNS"); do
     for s in "${SERIES[@]}"; do cat "$OUT/results/$(printf '%02d' "$round")-$s.json"; done
 done >"$RESULTS"
