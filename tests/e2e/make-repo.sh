@@ -110,12 +110,19 @@ flag=/etc/cloudcfg-e2e/kill-in-postinst
 rm -f "$flag"
 # Walk up to the cloudcfg that runs this install (not another one running beside it); the
 # tests start cloudcfg as the leader of its own process group, so this kills nothing else.
-p=$$
+# dpkg may run outside that group (apt gives it a pty, and with it a session of its own), and
+# would then record the package configured once this script returns, before the hangup of
+# the dead apt-get reaches it: so every ancestor up to cloudcfg is killed first, nearest first.
+p=$(sed -n 's/^PPid:[[:space:]]*//p' /proc/$$/status)
+ancestors=
 while [ "$p" -gt 1 ]; do
     if [ "$(cat "/proc/$p/comm" 2>/dev/null)" = cloudcfg ]; then
+        for q in $ancestors; do kill -KILL "$q"; done
         # dash's kill takes a negative pid (a process group) without `--`.
         kill -KILL "-$(cut -d' ' -f5 "/proc/$p/stat")"
+        break
     fi
+    ancestors="$ancestors $p"
     p=$(sed -n 's/^PPid:[[:space:]]*//p' "/proc/$p/status")
 done
 exit 0
