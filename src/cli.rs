@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::autosign;
 use crate::config::system::{self, SystemConfig, SystemConfigError};
-use crate::config::{self, Loaded};
+use crate::config::{self, CloudConfig, Loaded};
 use crate::datasource::{self, DatasourceError, Host, InstanceData};
 use crate::decode::Limits;
 use crate::diag;
@@ -298,8 +298,12 @@ fn plan_command(
     let system = system_config(cli_config)?;
     let loaded = load_valid(user_data)?;
     let facts = target::resolve(fact_args, root.unwrap_or(Path::new("/")))?;
-    let config = loaded.config.clone().unwrap_or_default();
-    let plan = plan::plan(&config, &facts, &system)?;
+    let nothing_to_do = CloudConfig::default();
+    let plan = plan::plan(
+        loaded.config.as_ref().unwrap_or(&nothing_to_do),
+        &facts,
+        &system,
+    )?;
     let warnings = loaded.warnings();
     match format {
         // The text form summarises contents and never prints them, secrets or not.

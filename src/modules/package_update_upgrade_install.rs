@@ -103,15 +103,21 @@ fn update_reasons(config: &CloudConfig) -> Vec<String> {
 }
 
 pub fn check(config: &CloudConfig, cx: &mut Checker<'_>) {
+    // Paths are formatted only for the entries that fail: lists run to 20,000 entries.
     for (i, spec) in config.packages.iter().flatten().enumerate() {
-        let path = format!("packages[{i}]");
         match spec {
             PackageSpec::Name(name) => {
-                cx.check(&path, values::package_spec(name));
+                if let Err(e) = values::package_spec(name) {
+                    cx.error(&format!("packages[{i}]"), e);
+                }
             }
             PackageSpec::Pinned(name, version) => {
-                cx.check(&format!("{path}[0]"), values::package_name(name));
-                cx.check(&format!("{path}[1]"), values::package_version(version));
+                if let Err(e) = values::package_name(name) {
+                    cx.error(&format!("packages[{i}][0]"), e);
+                }
+                if let Err(e) = values::package_version(version) {
+                    cx.error(&format!("packages[{i}][1]"), e);
+                }
             }
         }
     }
