@@ -21,6 +21,8 @@ nice -n 19 cargo +nightly fuzz build -O "$target"
 # code and only serve use-after-free reports (safe Rust); without them the timeout
 # measures cloudcfg, not the sanitizer. Set ASAN_OPTIONS to override.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-malloc_context_size=0}
+# As cloudcfg's main does: no backtraces captured in library errors (see slowest.sh).
+export RUST_LIB_BACKTRACE=0
 ./seed-corpus.sh
 bin=$PWD/target/x86_64-unknown-linux-gnu/release/$target
 mkdir -p "corpus/$target" "artifacts/$target" logs

@@ -383,3 +383,42 @@ fn manpage_is_hidden_from_help() {
     assert_eq!(code(&page), 0);
     assert!(stdout(&page).contains(".SH COMMANDS"));
 }
+
+#[test]
+fn a_malformed_key_is_one_diagnostic_even_with_backtraces_on() {
+    // pgp captures a backtrace in its errors when RUST_BACKTRACE is set and warns about each
+    // packet it cannot read with a Debug dump of one: neither may reach the user, who gets
+    // cloudcfg's own error at the key's position.
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/regressions/pgp-error-backtrace.yaml"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_cloudcfg"))
+        .args([
+            "--config",
+            "/nonexistent/cloudcfg.yaml",
+            "validate",
+            fixture,
+        ])
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report = stdout(&out);
+    assert_eq!(code(&out), 1, "{report}{stderr}");
+    assert_eq!(stderr, "", "nothing but the report");
+    // (The fixture's own name has "backtrace" in it: look for pgp's dump.)
+    assert!(
+        !report.contains("Backtrace [") && !report.contains("backtrace: "),
+        "{report}"
+    );
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with(&format!("{fixture}:14:9: error: "))
+                && l.contains(".key: key is not a readable OpenPGP public key")),
+        "{report}"
+    );
+}

@@ -672,8 +672,8 @@ fn repo_server() -> (root::Repo, Server) {
     (repo, server)
 }
 
-/// What the first boot of an instance must have left (asserted on the console's facts).
-fn assert_configured(boot: &Boot, datasource: &str, instance: &str) {
+/// A clean boot that cloudcfg finished for `instance`; returns the context for later messages.
+fn assert_done(boot: &Boot, instance: &str) -> String {
     let ctx = format!(
         "{}\n{}\n(serial log {})",
         boot.label,
@@ -688,8 +688,14 @@ fn assert_configured(boot: &Boot, datasource: &str, instance: &str) {
     );
     let status = boot.status();
     assert_eq!(status["status"], "done", "{ctx}");
-    assert_eq!(status["datasource"], datasource, "{ctx}");
     assert_eq!(status["instance_id"], instance, "{ctx}");
+    ctx
+}
+
+/// What the first boot of an instance must have left (asserted on the console's facts).
+fn assert_configured(boot: &Boot, datasource: &str, instance: &str) {
+    let ctx = assert_done(boot, instance);
+    assert_eq!(boot.status()["datasource"], datasource, "{ctx}");
     let modules = boot.modules();
     assert_eq!(modules["apt_configure"].0, "ok", "{ctx}");
     assert_eq!(modules["package_update_upgrade_install"].0, "ok", "{ctx}");
@@ -784,20 +790,7 @@ fn assert_no_stale_marker(boot: &Boot) {
 /// A later boot of the same instance: cloudcfg ran (and reported) but no module ran again.
 fn assert_nothing_reran(boot: &Boot, instance: &str, commands_before: usize) {
     assert_no_stale_marker(boot);
-    let ctx = format!(
-        "{}\n{}\n(serial log {})",
-        boot.label,
-        boot.summary(),
-        boot.log_path.display()
-    );
-    assert!(
-        boot.done_line().ends_with("state=running"),
-        "{ctx}: {}",
-        boot.done_line()
-    );
-    let status = boot.status();
-    assert_eq!(status["status"], "done", "{ctx}");
-    assert_eq!(status["instance_id"], instance, "{ctx}");
+    let ctx = assert_done(boot, instance);
     for (name, (state, reason)) in boot.modules() {
         assert_eq!(state, "skipped", "{ctx}: module {name}");
         if name != "puppet" {
@@ -820,20 +813,7 @@ fn assert_nothing_reran(boot: &Boot, instance: &str, commands_before: usize) {
 /// A boot with a new instance id (a clone of the disk): every module ran again.
 fn assert_reran(boot: &Boot, instance: &str, commands_before: usize, repo: &Server) {
     assert_no_stale_marker(boot);
-    let ctx = format!(
-        "{}\n{}\n(serial log {})",
-        boot.label,
-        boot.summary(),
-        boot.log_path.display()
-    );
-    assert!(
-        boot.done_line().ends_with("state=running"),
-        "{ctx}: {}",
-        boot.done_line()
-    );
-    let status = boot.status();
-    assert_eq!(status["status"], "done", "{ctx}");
-    assert_eq!(status["instance_id"], instance, "{ctx}");
+    let ctx = assert_done(boot, instance);
     for (name, (state, _)) in boot.modules() {
         if name != "puppet" {
             assert_eq!(
