@@ -29,6 +29,6 @@ find "corpus/$target" -type f -size -65537c -print0 |
     while read -r ms file; do
         cpu=$(perf stat -x, -e task-clock -r 3 "$cloudcfg" --config /nonexistent plan --user-data "$file" \
             --instance-id i-0fuzz --hostname fuzz --fqdn fuzz.example.org --release bookworm \
-            2>&1 >/dev/null | awk -F, '/task-clock/ { printf "%.1f", $1 }')
+            </dev/null 2>&1 >/dev/null | awk -F, '/task-clock/ { printf "%.1f", $1 }' || true) # plan exits 1 on invalid input
         echo "$cpu $ms $file"
     done | sort -rn | head -n "$top"
