@@ -34,7 +34,10 @@ pub struct UnknownKey {
 /// What a deserialization run learned besides the value.
 #[derive(Debug, Default)]
 pub struct Context {
-    spans: RefCell<HashMap<String, Pos>>,
+    /// Every visited node in visiting order; hashed into `index` only when a position is asked
+    /// for (a finding), so a clean document of 20,000 entries never pays for the hashing.
+    visited: RefCell<Vec<(String, Pos)>>,
+    index: RefCell<HashMap<String, Pos>>,
     unknown: RefCell<Vec<UnknownKey>>,
 }
 
@@ -45,7 +48,10 @@ impl Context {
 
     /// Where the value at `path` was written.
     pub fn pos(&self, path: &str) -> Option<Pos> {
-        self.spans.borrow().get(path).copied()
+        let mut index = self.index.borrow_mut();
+        // In visiting order, so that a path visited twice keeps its last position.
+        index.extend(self.visited.borrow_mut().drain(..));
+        index.get(path).copied()
     }
 
     pub fn take_unknown(&self) -> Vec<UnknownKey> {
@@ -225,7 +231,7 @@ pub struct NodeDe<'a> {
 
 impl<'a> NodeDe<'a> {
     pub fn new(node: &'a Node, path: &'a str, ctx: &'a Context) -> NodeDe<'a> {
-        ctx.spans.borrow_mut().insert(path.to_owned(), node.pos);
+        ctx.visited.borrow_mut().push((path.to_owned(), node.pos));
         NodeDe { node, path, ctx }
     }
 

@@ -735,6 +735,9 @@ const SOURCE_VARIABLES: &[&str] = &["RELEASE", "MIRROR", "PRIMARY", "SECURITY", 
 
 /// cloud-init's basic template rendering: `$NAME` and `${NAME}`; unknown names stay as written.
 pub fn substitute(template: &str, vars: &[(&str, &str)]) -> String {
+    if !template.contains('$') {
+        return template.to_owned();
+    }
     VARIABLE
         .replace_all(template, |caps: &regex::Captures<'_>| {
             let name = caps.get(1).or(caps.get(2)).map_or("", |m| m.as_str());
