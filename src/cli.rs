@@ -266,6 +266,8 @@ fn validate(format: Format, files: &[String]) -> Result<u8, CliError> {
             ));
         }
     }
+    // As in plan_command: the process ends here.
+    std::mem::forget(reports);
     Ok(worst)
 }
 
@@ -316,6 +318,9 @@ fn plan_command(
             ))
         }
     }
+    // The process ends here: freeing a large config entry by entry only costs time (5 % of
+    // planning 10,000 packages), and the kernel takes the memory back at exit anyway.
+    std::mem::forget(loaded);
     Ok(0)
 }
 
