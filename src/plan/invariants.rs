@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use super::{Action, ActionKind, Facts, Plan, Text};
-use crate::config::CloudConfig;
 use crate::config::system::SystemConfig;
+use crate::config::{CloudConfig, Loaded};
 use crate::diag::Report;
 
 /// A broken property: which rule, which action (index into `plan.actions`), and what was seen.
@@ -192,6 +192,34 @@ pub fn plan_and_check(
     }
     check(&first)?;
     Ok(first)
+}
+
+/// The facts the fuzz targets and tests/invariants.rs plan with: all known, so that a planning
+/// error can only come from the config.
+pub fn fixed_facts() -> Facts {
+    Facts {
+        instance_id: Some("i-0fuzz".into()),
+        hostname: Some("fuzz".into()),
+        fqdn: Some("fuzz.example.org".into()),
+        release: Some("bookworm".into()),
+        arch: "amd64".into(),
+    }
+}
+
+/// What any loaded user data must hold: the report's invariants ([`check_report`]); a config
+/// the CLI refuses still plans without panicking; an accepted one passes [`plan_and_check`]
+/// with [`fixed_facts`] and the default system config. Returns the plan of an accepted config.
+pub fn check_loaded(loaded: &Loaded) -> Result<Option<Plan>, Violation> {
+    check_report(&loaded.report)?;
+    let Some(config) = &loaded.config else {
+        return Ok(None);
+    };
+    let system = SystemConfig::default();
+    if !loaded.is_valid() {
+        let _ = super::plan(config, &fixed_facts(), &system);
+        return Ok(None);
+    }
+    plan_and_check(config, &fixed_facts(), &system).map(Some)
 }
 
 /// Diagnostics as `validate` prints them: each one line (`FILE:LINE:COL: severity: message`,
