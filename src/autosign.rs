@@ -35,10 +35,10 @@ use x509_parser::cri_attributes::ParsedCriAttribute;
 use x509_parser::error::X509Error;
 use x509_parser::pem::Pem;
 
-use crate::config::system::SystemConfigError;
-use crate::config::values;
 use crate::decode::de::{Context, from_node};
 use crate::decode::{Limits, yaml};
+use crate::system::SystemConfigError;
+use crate::values;
 
 /// The name the binary answers to as puppetserver's policy executable
 /// (`/usr/lib/cloudcfg/autosign`, a link to `cloudcfg`).

@@ -6,15 +6,16 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
+use crate::action::{Facts, PlanError};
 use crate::autosign;
-use crate::config::system::{self, SystemConfig, SystemConfigError};
 use crate::config::{self, CloudConfig, Loaded};
 use crate::datasource::{self, DatasourceError, Host, InstanceData};
 use crate::decode::Limits;
 use crate::diag;
-use crate::plan::{self, PlanError, render};
+use crate::plan::{self, render};
+use crate::system::{self, SystemConfig, SystemConfigError};
 use crate::target::{self, FactArgs, FactsError};
 
 #[derive(Debug, Parser)]
@@ -355,7 +356,7 @@ fn apply_command(
     })
 }
 
-fn facts_json(facts: &crate::plan::Facts) -> serde_json::Value {
+fn facts_json(facts: &Facts) -> serde_json::Value {
     serde_json::json!({
         "instance_id": facts.instance_id, "hostname": facts.hostname,
         "fqdn": facts.fqdn, "release": facts.release,
@@ -369,7 +370,7 @@ struct Applying<'a> {
     loaded: &'a Loaded,
     /// The raw bytes, kept in the instance's state directory.
     user_data: Vec<u8>,
-    facts: crate::plan::Facts,
+    facts: Facts,
     datasource: &'a str,
     instance_data: serde_json::Value,
     force: bool,
@@ -409,7 +410,8 @@ fn apply_loaded(a: Applying<'_>) -> Result<u8, CliError> {
         instance_id,
         user_data: a.user_data,
         instance_data: a.instance_data,
-        runner: a.system.runner_config(),
+        runner: runner_config(a.system),
+        boot_id: boot_id(),
         launchpad_api: a.system.launchpad_api().to_owned(),
         default_keyserver: a.system.keyserver().to_owned(),
         runtime_dir: crate::report::runtime_dir(),
@@ -430,6 +432,25 @@ fn apply_loaded(a: Applying<'_>) -> Result<u8, CliError> {
     } else {
         Ok(0)
     }
+}
+
+/// The runner's settings from the system config.
+fn runner_config(system: &SystemConfig) -> crate::apply::runner::RunnerConfig {
+    let mut config = crate::apply::runner::RunnerConfig::default();
+    if let Some(timeout) = system.dpkg_lock_timeout() {
+        config.lock_timeout = timeout;
+    }
+    if let Some(attempts) = system.apt_update_attempts() {
+        config.update_attempts = attempts;
+    }
+    config
+}
+
+/// The kernel's id of this boot: per-boot modules run once for each.
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|id| id.trim().to_owned())
+        .unwrap_or_default()
 }
 
 /// What a critical status.json says about a run that stopped before any module ran.
@@ -506,7 +527,7 @@ fn boot(
     if !loaded.is_valid() {
         // Kept all the same, so that `cloudcfg validate` can be run on the very bytes.
         let writer = crate::apply::writer::Writer::new(target);
-        crate::apply::state::InstanceState::open(&writer, &data.instance_id)
+        crate::apply::state::InstanceState::open(&writer, &data.instance_id, &boot_id())
             .and_then(|state| state.store(&bytes, &instance_data))
             .map_err(|e| CliError::Apply(crate::apply::ApplyError::State(e)))?;
         let name = format!(
@@ -668,7 +689,7 @@ fn run(cli: Cli) -> Result<u8, CliError> {
         )),
         Command::Manpage => {
             let mut stdout = std::io::stdout().lock();
-            crate::manpage::render(&mut stdout)
+            crate::manpage::render(Cli::command(), &mut stdout)
                 .and_then(|()| stdout.flush())
                 .map_err(|source| CliError::Io {
                     path: "<stdout>".into(),
@@ -754,10 +775,28 @@ pub fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_visible_command_has_a_section_and_hidden_ones_none() {
+        let mut out = Vec::new();
+        crate::manpage::render(Cli::command(), &mut out).unwrap();
+        let page = String::from_utf8(out).unwrap();
+        assert!(page.starts_with(".ie \\n(.g .ds Aq"), "{page}");
+        assert!(page.contains(".TH cloudcfg 1"), "{page}");
+        for sub in Cli::command().get_subcommands() {
+            let heading = format!(".SS \"cloudcfg {}\"", sub.get_name());
+            assert_eq!(page.contains(&heading), !sub.is_hide_set(), "{heading}");
+        }
+        assert!(page.contains("\\-\\-user\\-data"), "{page}");
+        assert!(page.contains("cloudcfg=disabled"), "{page}");
+        assert!(!page.contains("cloudcfg-validate(1)"), "{page}");
+        // One heading per section, none left over from the subcommands' renderings.
+        assert_eq!(page.matches(".SH SYNOPSIS").count(), 1);
+        assert_eq!(page.matches(".SH OPTIONS").count(), 1);
     }
 }

@@ -2,7 +2,7 @@
 //! and the system config (`schema/system-config.schema.json`).
 
 use crate::config::CloudConfig;
-use crate::config::system::SystemConfig;
+use crate::system::SystemConfig;
 
 pub fn cloud_config() -> String {
     pretty(&schemars::schema_for!(CloudConfig))

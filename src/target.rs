@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::values;
-use crate::plan::Facts;
+use crate::action::Facts;
+use crate::values;
 
 /// Facts given on the command line; any left out are read from the target.
 #[derive(Debug, Clone, Default, clap::Args)]

@@ -23,10 +23,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use cloudcfg::action::{ActionKind, Facts};
 use cloudcfg::apply::ini;
-use cloudcfg::config::{self, system::SystemConfig};
 use cloudcfg::decode::Limits;
-use cloudcfg::plan::{self, ActionKind, Facts};
+use cloudcfg::plan;
+use cloudcfg::{config, system::SystemConfig};
 
 const CASES: &str = "tests/compat/cases";
 const TARGET: &str = "tests/compat/target";

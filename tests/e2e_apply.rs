@@ -179,6 +179,14 @@ packages: [{packages}]
     }
 }
 
+/// One module's entry of status.json.
+fn module<'s>(status: &'s serde_json::Value, name: &str) -> &'s serde_json::Value {
+    status["modules"]
+        .as_array()
+        .and_then(|modules| modules.iter().find(|m| m["name"] == name))
+        .unwrap_or_else(|| panic!("{name} is not in {status}"))
+}
+
 fn module_states(status: &serde_json::Value) -> BTreeMap<String, String> {
     status["modules"]
         .as_array()
@@ -280,7 +288,7 @@ fn apply_configures_apt_debconf_and_packages_then_runs_once_per_instance() {
     );
     assert!(!list.contains("trusted=yes"));
     let keyring = env.overlay.read("/etc/apt/keyrings/e2e.asc");
-    let fingerprints = cloudcfg::config::values::armored_key_fingerprints(&keyring).unwrap();
+    let fingerprints = cloudcfg::values::armored_key_fingerprints(&keyring).unwrap();
     assert!(
         fingerprints.contains(&env.repo.fingerprint),
         "{fingerprints:?}"
@@ -331,7 +339,7 @@ fn apply_configures_apt_debconf_and_packages_then_runs_once_per_instance() {
         "{status}"
     );
     assert_eq!(
-        status["modules"][0]["reason"],
+        module(&status, "apt_configure")["reason"],
         "already ran for i-e2e-first"
     );
     assert_eq!(
@@ -371,8 +379,7 @@ fn a_key_whose_fingerprint_differs_from_the_keyid_writes_nothing() {
     assert_eq!(out.status.code(), Some(1), "a failed module exits 1");
     let status = env.status();
     assert_eq!(status["status"], "degraded");
-    let apt = &status["modules"][0];
-    assert_eq!(apt["name"], "apt_configure");
+    let apt = module(&status, "apt_configure");
     assert_eq!(apt["status"], "failed");
     let error = apt["error"].as_str().unwrap();
     assert!(error.contains(&env.repo.wrong_fingerprint), "{error}");
@@ -418,7 +425,7 @@ fn end_state(env: &Env, instance_id: &str) -> BTreeMap<String, String> {
             let meta = std::fs::metadata(&path).unwrap();
             let mut content = std::fs::read_to_string(&path).unwrap_or_default();
             if dir.ends_with("keyrings") {
-                content = cloudcfg::config::values::armored_key_fingerprints(&content)
+                content = cloudcfg::values::armored_key_fingerprints(&content)
                     .map(|f| f.join(","))
                     .unwrap_or_else(|e| e);
             }
@@ -555,7 +562,7 @@ fn apply_waits_for_the_dpkg_lock_and_names_its_holder_when_it_gives_up() {
     let out = env.apply(&user_data, "i-e2e-lock", &[]);
     assert_eq!(out.status.code(), Some(1));
     let status = env.status();
-    let packages = &status["modules"][1];
+    let packages = module(&status, "package_update_upgrade_install");
     assert_eq!(packages["status"], "failed");
     let error = packages["error"].as_str().unwrap();
     assert!(

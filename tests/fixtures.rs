@@ -5,9 +5,10 @@
 
 use std::path::Path;
 
-use cloudcfg::config::{self, system::SystemConfig};
+use cloudcfg::action::Facts;
 use cloudcfg::decode::Limits;
-use cloudcfg::plan::{self, Facts, render};
+use cloudcfg::plan::{self, render};
+use cloudcfg::{config, system::SystemConfig};
 
 fn facts_for(text: &str) -> Facts {
     let mut facts = Facts {

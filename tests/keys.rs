@@ -27,7 +27,7 @@ fn fetches_by_short_long_and_full_ids_and_checks_the_fingerprint() {
         "897F B1D8 6845 F884 F323  74A8 B54F 83BA 163D 7715",
     ] {
         let key = fetcher.by_keyid(keyid, &server.url()).unwrap();
-        let fingerprints = cloudcfg::config::values::armored_key_fingerprints(&key).unwrap();
+        let fingerprints = cloudcfg::values::armored_key_fingerprints(&key).unwrap();
         assert_eq!(fingerprints, vec![FPR.to_owned()], "{keyid}");
     }
     let request = &server.requests()[0];

@@ -6,10 +6,11 @@ mod support;
 
 use std::process::Command;
 
+use cloudcfg::action::Facts;
 use cloudcfg::apply::{self, ApplyOptions, runner::RunnerConfig};
-use cloudcfg::config::{self, system::SystemConfig};
 use cloudcfg::decode::Limits;
-use cloudcfg::plan::{self, Facts};
+use cloudcfg::plan;
+use cloudcfg::{config, system::SystemConfig};
 
 fn facts() -> Facts {
     Facts {
@@ -39,6 +40,7 @@ fn apply_files_only(image_root: bool) -> (tempfile::TempDir, tempfile::TempDir, 
         force: false,
         datasource: "ec2".into(),
         instance_id: "i-report".into(),
+        boot_id: "boot-report".into(),
         user_data: user_data.to_vec(),
         instance_data: serde_json::json!({}),
         runner: RunnerConfig::default(),
@@ -68,8 +70,15 @@ fn a_run_reports_in_cloudcfg_and_cloud_init_shapes() {
     assert_eq!(status["status"], "done");
     assert_eq!(status["datasource"], "ec2");
     assert_eq!(status["instance_id"], "i-report");
-    assert_eq!(status["modules"][0]["name"], "apt_configure");
-    assert_eq!(status["modules"][0]["status"], "ok");
+    let modules = status["modules"].as_array().unwrap();
+    let apt = modules
+        .iter()
+        .find(|m| m["name"] == "apt_configure")
+        .expect("apt_configure is reported");
+    assert_eq!(apt["status"], "ok");
+    // Modules without actions are reported too, as skipped.
+    assert_eq!(modules[0]["name"], "apt_pipelining");
+    assert_eq!(modules[0]["status"], "skipped");
     assert!(status["started"].as_str().unwrap().ends_with('Z'));
     let result = read_json(&run.path().join("cloudcfg/result.json"));
     assert_eq!(

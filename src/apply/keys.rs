@@ -7,7 +7,7 @@ use std::time::Duration;
 use pgp::composed::{ArmorOptions, Deserializable, SignedPublicKey};
 use pgp::types::KeyDetails;
 
-use crate::config::values::KeyId;
+use crate::values::KeyId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -43,7 +43,7 @@ impl KeyError {
 /// The HTTP(S) base URL of a keyserver (contract.md: `hkps://HOST` is HTTPS on 443,
 /// `hkp://HOST` plain HTTP on 11371 unless a port is given, http(s) URLs as given).
 pub fn keyserver_base(keyserver: &str) -> String {
-    let url = crate::config::values::keyserver_url(keyserver);
+    let url = crate::values::keyserver_url(keyserver);
     if let Some(rest) = url.strip_prefix("hkps://") {
         format!("https://{rest}")
     } else if let Some(rest) = url.strip_prefix("hkp://") {

@@ -18,8 +18,7 @@ pub mod writer;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use crate::modules::MODULES;
-use crate::plan::{Action, ActionKind, Plan};
+use crate::action::{APT_ENV, Action, ActionKind, Plan, env_map};
 use crate::report::{ModuleState, Reporter, Status, now};
 
 use self::keys::{KeyError, KeyFetcher};
@@ -71,6 +70,8 @@ pub struct ApplyOptions {
     pub force: bool,
     pub datasource: String,
     pub instance_id: String,
+    /// The kernel's boot id, for per-boot markers.
+    pub boot_id: String,
     /// The raw user data, kept in the instance's state directory.
     pub user_data: Vec<u8>,
     pub instance_data: serde_json::Value,
@@ -246,7 +247,7 @@ impl Executor<'_> {
                         "--frontend=noninteractive".to_owned(),
                     ];
                     argv.extend(chosen);
-                    let env = crate::plan::env_map(crate::plan::APT_ENV);
+                    let env = env_map(APT_ENV);
                     self.runner.run(&argv, &env, None, &[0], &mut self.log)?;
                 }
             }
@@ -417,11 +418,11 @@ pub fn apply(plan: &Plan, opts: &ApplyOptions) -> Result<Outcome, ApplyError> {
         });
     }
     let writer = Writer::new(&opts.root);
-    let state = InstanceState::open(&writer, &opts.instance_id)?;
+    let state = InstanceState::open(&writer, &opts.instance_id, &opts.boot_id)?;
     state.store(&opts.user_data, &opts.instance_data)?;
     let reporter = Reporter::new(&opts.runtime_dir, &opts.root, opts.image_root);
     reporter.begin_instance(&opts.instance_id);
-    let names: Vec<&str> = MODULES.iter().map(|m| m.name).collect();
+    let names: Vec<&str> = plan.modules.iter().map(|m| m.name).collect();
     let mut status = Status::new(&opts.datasource, Some(&opts.instance_id), &names);
     reporter.write(&status);
 
@@ -432,6 +433,7 @@ pub fn apply(plan: &Plan, opts: &ApplyOptions) -> Result<Outcome, ApplyError> {
     runner_config.lock_timeout = opts.runner.lock_timeout;
     runner_config.update_attempts = opts.runner.update_attempts;
     runner_config.retry_backoff = opts.runner.retry_backoff;
+    runner_config.recovery_env = env_map(APT_ENV);
     let mut exec = Executor {
         opts,
         writer: writer.clone(),
@@ -452,21 +454,19 @@ pub fn apply(plan: &Plan, opts: &ApplyOptions) -> Result<Outcome, ApplyError> {
         plan.actions.len()
     ));
 
-    for module in MODULES {
+    for module in &plan.modules {
         let actions: Vec<&Action> = plan
             .actions
             .iter()
             .filter(|a| a.module == module.name)
             .collect();
-        let already = !opts.force && state.done(module.name);
         let report_skip = |status: &mut Status, reason: String| {
             if let Some(m) = status.module_mut(module.name) {
                 m.status = ModuleState::Skipped;
                 m.reason = Some(reason);
             }
         };
-        if already {
-            let reason = format!("already ran for {}", opts.instance_id);
+        if let Some(reason) = state.done(module).filter(|_| !opts.force) {
             exec.log
                 .line(&format!("{}: skipped, {reason}", module.name));
             report_skip(&mut status, reason);
@@ -487,7 +487,7 @@ pub fn apply(plan: &Plan, opts: &ApplyOptions) -> Result<Outcome, ApplyError> {
             .line(&format!("{}: {} actions", module.name, actions.len()));
         let result = exec
             .run_module(&actions)
-            .and_then(|()| state.mark_done(module.name).map_err(ActionError::from));
+            .and_then(|()| state.mark_done(module).map_err(ActionError::from));
         let m = status.module_mut(module.name);
         match result {
             Ok(()) => {
@@ -533,6 +533,7 @@ mod tests {
     fn edit(section: &str, key: &str, value: &str) -> Action {
         Action {
             module: "puppet",
+            stage: crate::action::Stage::Final,
             kind: ActionKind::EditIni {
                 path: "/etc/puppet/puppet.conf".into(),
                 section: section.into(),
@@ -562,6 +563,7 @@ mod tests {
             force: false,
             datasource: "none".into(),
             instance_id: "i-test".into(),
+            boot_id: "boot-test".into(),
             user_data: Vec::new(),
             instance_data: serde_json::Value::Null,
             runner: RunnerConfig::default(),

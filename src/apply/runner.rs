@@ -72,6 +72,9 @@ pub struct RunnerConfig {
     pub update_attempts: u32,
     /// The first retry waits this long; each next one twice as long.
     pub retry_backoff: Duration,
+    /// The environment of the `dpkg --configure -a` that recovers an interrupted dpkg (the
+    /// plan's apt environment, handed in by apply).
+    pub recovery_env: BTreeMap<String, String>,
 }
 
 impl Default for RunnerConfig {
@@ -81,6 +84,7 @@ impl Default for RunnerConfig {
             lock_timeout: Duration::from_secs(300),
             update_attempts: 4,
             retry_backoff: Duration::from_secs(2),
+            recovery_env: BTreeMap::new(),
         }
     }
 }
@@ -185,11 +189,7 @@ impl Runner {
     }
 
     fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for secret in self.secrets.iter().filter(|s| !s.is_empty()) {
-            out = out.replace(secret.as_str(), &crate::plan::redaction(secret));
-        }
-        out
+        crate::redact::redact(text, &self.secrets)
     }
 
     /// Who holds the dpkg frontend lock, if anyone: `pid 123 (apt-get)`.
@@ -277,7 +277,7 @@ impl Runner {
         {
             log.line("dpkg was interrupted earlier: recovering with dpkg --configure -a");
             let recover: Vec<String> = ["dpkg", "--configure", "-a"].map(String::from).to_vec();
-            let env = crate::plan::env_map(crate::plan::APT_ENV);
+            let env = self.config.recovery_env.clone();
             self.run_with_lock_retry(&recover, &env, None, &[0], log)?;
         }
         if subcommand == Some("update") {

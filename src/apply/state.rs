@@ -1,46 +1,99 @@
-//! Per-instance state, `/var/lib/cloudcfg/instances/<instance-id>/` (0700).
+//! What has run: `/var/lib/cloudcfg/` (contract.md, "Per-instance semantics").
 //!
-//! Semaphore rules (contract.md, "Per-instance semantics"): a module that succeeded for an
-//! instance id leaves a marker `<module>.done` and does not run again for that id; a module
-//! that failed leaves none and runs again at the next boot; a new instance id (an image clone)
-//! has no markers and runs everything; `--force` ignores the markers. Markers are written only
-//! after every action of a module succeeded, so a run killed anywhere redoes that module, whose
-//! actions are idempotent (files are compared before they are written, apt skips what is
-//! installed, an interrupted dpkg is recovered first).
+//! Markers by frequency, each written only after every action of its module succeeded, so a
+//! run killed anywhere redoes that module, whose actions are idempotent (files are compared
+//! before they are written, apt skips what is installed, an interrupted dpkg is recovered
+//! first); a module that failed leaves none and runs again at the next run:
+//! - per instance: `instances/<instance-id>/<module>.done`; a new instance id (an image clone)
+//!   has none and runs everything;
+//! - once: `once/<module>.done`, whatever the instance id;
+//! - per boot: `boot/<module>.done`, holding the kernel's boot id; another boot's id is no
+//!   marker;
+//! - always: none.
+//!
+//! `--force` ignores the markers. Each marker says its frequency and when its module finished.
+//! The instance's directory also keeps the user data as fetched and `instance-data.json`.
 
 use super::writer::{WriteError, Writer};
+use crate::action::{Frequency, ModuleEntry};
 
+pub const STATE_DIR: &str = "/var/lib/cloudcfg";
 pub const STATE_ROOT: &str = "/var/lib/cloudcfg/instances";
+const ONCE_DIR: &str = "/var/lib/cloudcfg/once";
+const BOOT_DIR: &str = "/var/lib/cloudcfg/boot";
 
 pub struct InstanceState<'w> {
     writer: &'w Writer,
     dir: String,
+    boot_id: String,
 }
 
 impl<'w> InstanceState<'w> {
-    /// Creates the instance's directory (0700). `instance_id` was checked to be a file name.
-    pub fn open(writer: &'w Writer, instance_id: &str) -> Result<InstanceState<'w>, WriteError> {
-        writer.dir("/var/lib/cloudcfg", 0o755)?;
+    /// Creates the state directories (the instance's 0700). `instance_id` was checked to be a
+    /// file name.
+    pub fn open(
+        writer: &'w Writer,
+        instance_id: &str,
+        boot_id: &str,
+    ) -> Result<InstanceState<'w>, WriteError> {
+        writer.dir(STATE_DIR, 0o755)?;
         writer.dir(STATE_ROOT, 0o700)?;
         let dir = format!("{STATE_ROOT}/{instance_id}");
         writer.dir(&dir, 0o700)?;
-        Ok(InstanceState { writer, dir })
+        Ok(InstanceState {
+            writer,
+            dir,
+            boot_id: boot_id.to_owned(),
+        })
     }
 
-    fn marker(&self, module: &str) -> String {
-        format!("{}/{module}.done", self.dir)
+    fn marker(&self, module: &ModuleEntry) -> Option<String> {
+        let dir = match module.frequency {
+            Frequency::PerInstance => self.dir.as_str(),
+            Frequency::Once => ONCE_DIR,
+            Frequency::PerBoot => BOOT_DIR,
+            Frequency::Always => return None,
+        };
+        Some(format!("{dir}/{}.done", module.name))
     }
 
-    pub fn done(&self, module: &str) -> bool {
+    /// Why `module` does not run again, if it does not.
+    pub fn done(&self, module: &ModuleEntry) -> Option<String> {
+        let path = self.marker(module)?;
+        let text = self.writer.read(&path).ok()??;
+        let text = String::from_utf8_lossy(&text);
+        match module.frequency {
+            Frequency::PerBoot => text
+                .lines()
+                .any(|l| l.strip_prefix("boot_id=") == Some(self.boot_id.as_str()))
+                .then(|| "already ran in this boot".to_owned()),
+            Frequency::Once => Some("already ran once on this system".to_owned()),
+            _ => {
+                let id = self.dir.rsplit('/').next().unwrap_or_default();
+                Some(format!("already ran for {id}"))
+            }
+        }
+    }
+
+    pub fn mark_done(&self, module: &ModuleEntry) -> Result<(), WriteError> {
+        let Some(path) = self.marker(module) else {
+            return Ok(());
+        };
+        if let Some((dir, _)) = path.rsplit_once('/')
+            && dir != self.dir
+        {
+            self.writer.dir(dir, 0o700)?;
+        }
+        let mut text = format!(
+            "frequency={}\nfinished={}\n",
+            module.frequency.name(),
+            crate::report::now()
+        );
+        if module.frequency == Frequency::PerBoot {
+            text.push_str(&format!("boot_id={}\n", self.boot_id));
+        }
         self.writer
-            .metadata(&self.marker(module))
-            .is_ok_and(|m| m.is_some())
-    }
-
-    pub fn mark_done(&self, module: &str) -> Result<(), WriteError> {
-        let text = format!("{}\n", crate::report::now());
-        self.writer
-            .write(&self.marker(module), text.as_bytes(), 0o600, 0, 0)
+            .write(&path, text.as_bytes(), 0o600, 0, 0)
             .map(|_| ())
     }
 

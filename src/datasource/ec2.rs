@@ -335,14 +335,14 @@ impl Datasource for Ec2 {
 
 /// Settings from the system config, then the kernel command line's `url=` over them.
 pub fn settings(
-    system: &crate::config::system::SystemConfig,
+    system: &crate::system::SystemConfig,
     cmdline_url: Option<&str>,
 ) -> (String, Retry) {
     let ec2 = system.ec2.clone().unwrap_or_default();
     let url = cmdline_url
         .map(str::to_owned)
         .or(ec2.metadata_url)
-        .unwrap_or_else(|| crate::config::system::DEFAULT_EC2_URL.to_owned());
+        .unwrap_or_else(|| crate::system::DEFAULT_EC2_URL.to_owned());
     let mut retry = Retry::default();
     if let Some(secs) = ec2.timeout_secs {
         retry.timeout = Duration::from_secs(secs.max(1));
@@ -370,12 +370,12 @@ mod tests {
 
     #[test]
     fn settings_defaults_and_overrides() {
-        let system = crate::config::system::SystemConfig::default();
+        let system = crate::system::SystemConfig::default();
         let (url, retry) = settings(&system, None);
         assert_eq!(url, "http://169.254.169.254");
         assert_eq!(retry.timeout, Duration::from_secs(2));
         assert_eq!(retry.deadline, Duration::from_secs(120));
-        let system = crate::config::system::parse(
+        let system = crate::system::parse(
             "ec2: {metadata_url: 'http://10.0.0.1', timeout_secs: 5, deadline_secs: 30}\n",
             "c.yaml",
         )

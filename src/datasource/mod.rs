@@ -25,7 +25,7 @@
 //! 1. `src/datasource/<name>.rs`: a struct built from its settings (base URL, seed path: the
 //!    constructor is the test seam, never test-only fields), implementing [`Datasource`];
 //!    network reads go through [`http::agent`] and a [`Retry`].
-//! 2. A variant in `config::system::DatasourceName` (and a settings struct in the system config
+//! 2. A variant in `system::DatasourceName` (and a settings struct in the system config
 //!    when it has settings; regenerate the schema).
 //! 3. A [`Choice`] variant, its arm in [`Choice::build`] and [`Choice::name`], its local evidence
 //!    in [`detect`], its kernel command line name in [`parse_cmdline`].
@@ -40,7 +40,7 @@ pub mod nocloud;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use crate::config::system::{DatasourceName, SystemConfig};
+use crate::system::{DatasourceName, SystemConfig};
 use crate::target::FactArgs;
 
 pub use self::ec2::Ec2;
@@ -509,8 +509,7 @@ pub fn detect(
     // Settings the kernel command line gives a datasource, whoever chose it.
     let ec2_url = match kernel_for(DatasourceName::Ec2).and_then(|k| k.param(&["url"])) {
         Some(url) => {
-            crate::config::values::url(url)
-                .map_err(|e| DatasourceError::Cmdline(format!("url: {e}")))?;
+            crate::values::url(url).map_err(|e| DatasourceError::Cmdline(format!("url: {e}")))?;
             Some(url.to_owned())
         }
         None => None,

@@ -62,7 +62,7 @@ impl Seed {
             return Ok(Seed::Dir(PathBuf::from(path)));
         }
         if url.starts_with("http://") || url.starts_with("https://") {
-            crate::config::values::url(url)?;
+            crate::values::url(url)?;
             // cloud-init appends the file names to the URL as written; a missing `/` there
             // would silently read `.../seeduser-data`, so the directory form is made explicit.
             let mut base = url.to_owned();

@@ -2,7 +2,7 @@
 //! in temporary directories. No network: nothing here fetches.
 
 use super::*;
-use crate::config::system;
+use crate::system;
 
 /// A fake machine: a root, a kernel command line, DMI files, a by-label directory.
 struct Fixture {

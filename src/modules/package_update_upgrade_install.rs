@@ -9,12 +9,34 @@ use schemars::JsonSchema;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use crate::config::values;
-use crate::config::{Checker, CloudConfig};
-use crate::modules::{apt_configure, puppet};
-use crate::plan::{APT_ENV, PlanError, Planner, apt_get};
+use crate::action::{APT_ENV, Frequency, PlanError, Stage, apt_get};
+use crate::module::{Checker, Module, Need, Planner};
+use crate::values;
 
-pub const NAME: &str = "package_update_upgrade_install";
+/// The top-level keys `package_update_upgrade_install` owns.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(default)]
+pub struct PackageUpdateUpgradeInstall {
+    /// Run `apt-get update` on first boot. Absent means false, as in cloud-init; it runs anyway
+    /// when sources are added or packages installed, with a warning when that overrides `false`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub package_update: Option<bool>,
+    /// The seed's name for `package_update`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub apt_update: Option<bool>,
+    /// Run `apt-get upgrade` on first boot (the seed RFC's rule; cloud-init runs `dist-upgrade`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub package_upgrade: Option<bool>,
+    /// The seed's name for `package_upgrade`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub apt_upgrade: Option<bool>,
+    /// cloud-init reboots when an upgrade asks for it; cloudcfg never reboots (a warning says so).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub package_reboot_if_required: Option<bool>,
+    /// Packages to install: names (`hello`, `hello=2.10-3`) or `[name, version]` pairs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packages: Option<Vec<PackageSpec>>,
+}
 
 /// A package: `name` (also `name=version`, `name/release`), or a `[name, version]` pair.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
@@ -23,7 +45,7 @@ pub enum PackageSpec {
     Name(String),
     Pinned(
         String,
-        #[schemars(with = "crate::config::TextOrNumber")] String,
+        #[schemars(with = "crate::values::TextOrNumber")] String,
     ),
 }
 
@@ -71,38 +93,33 @@ fn either(a: Option<bool>, b: Option<bool>) -> Option<bool> {
 }
 
 /// `package_update`/`apt_update`: as cloud-init, either true means true.
-pub fn update_setting(config: &CloudConfig) -> Option<bool> {
+pub fn update_setting(config: &PackageUpdateUpgradeInstall) -> Option<bool> {
     either(config.package_update, config.apt_update)
 }
 
-pub fn upgrade_setting(config: &CloudConfig) -> bool {
+pub fn upgrade_setting(config: &PackageUpdateUpgradeInstall) -> bool {
     either(config.package_upgrade, config.apt_upgrade).unwrap_or(false)
 }
 
-/// Why package lists must be fresh, whatever the update setting says.
-fn update_reasons(config: &CloudConfig) -> Vec<String> {
-    let mut reasons = Vec::new();
-    if apt_configure::adds_sources(config) {
-        reasons.push("sources are added".to_owned());
-    }
-    if let Some(packages) = config.packages.as_ref().filter(|p| !p.is_empty()) {
-        let n = packages.len();
-        reasons.push(format!(
-            "{n} package{} {} installed",
-            if n == 1 { "" } else { "s" },
-            if n == 1 { "is" } else { "are" }
-        ));
-    }
-    if upgrade_setting(config) {
-        reasons.push("an upgrade is asked for".to_owned());
-    }
-    if puppet::installs(config) {
-        reasons.push("puppet is installed".to_owned());
-    }
-    reasons
+/// Why package lists must be fresh, whatever the update setting says: every module's needs.
+fn update_reasons(needs: &[Need]) -> Vec<String> {
+    needs
+        .iter()
+        .map(|need| match need {
+            Need::PackageLists(reason) => reason.clone(),
+        })
+        .collect()
 }
 
-pub fn check(config: &CloudConfig, cx: &mut Checker<'_>) {
+fn check_packages(config: &PackageUpdateUpgradeInstall, cx: &mut Checker<'_>) {
+    let count = config.packages.as_ref().map_or(0, Vec::len);
+    if count > cx.limits().max_packages {
+        let message = format!(
+            "{count} packages: at most {} are allowed",
+            cx.limits().max_packages
+        );
+        cx.error("packages", message);
+    }
     // Paths are formatted only for the entries that fail: lists run to 20,000 entries.
     for (i, spec) in config.packages.iter().flatten().enumerate() {
         match spec {
@@ -139,7 +156,7 @@ pub fn check(config: &CloudConfig, cx: &mut Checker<'_>) {
         }
     }
     if update_setting(config) == Some(false) {
-        let reasons = update_reasons(config);
+        let reasons = update_reasons(cx.needs());
         if !reasons.is_empty() {
             let key = if config.package_update == Some(false) {
                 "package_update"
@@ -160,24 +177,50 @@ pub fn check(config: &CloudConfig, cx: &mut Checker<'_>) {
     }
 }
 
-pub fn plan(planner: &mut Planner<'_>) -> Result<(), PlanError> {
-    let config = planner.config;
-    if update_setting(config) == Some(true) || !update_reasons(config).is_empty() {
-        planner.command(apt_get(&["update"]), APT_ENV, None);
+impl Module for PackageUpdateUpgradeInstall {
+    const NAME: &'static str = "package_update_upgrade_install";
+    const STAGE: Stage = Stage::Final;
+    const FREQUENCY: Frequency = Frequency::PerInstance;
+
+    fn check(&self, cx: &mut Checker<'_>) {
+        check_packages(self, cx);
     }
-    if upgrade_setting(config) {
-        planner.command(apt_get(&["upgrade"]), APT_ENV, None);
+
+    fn needs(&self) -> Vec<Need> {
+        let mut needs = Vec::new();
+        if let Some(packages) = self.packages.as_ref().filter(|p| !p.is_empty()) {
+            let n = packages.len();
+            needs.push(Need::PackageLists(format!(
+                "{n} package{} {} installed",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "is" } else { "are" }
+            )));
+        }
+        if upgrade_setting(self) {
+            needs.push(Need::PackageLists("an upgrade is asked for".to_owned()));
+        }
+        needs
     }
-    let packages: Vec<String> = config
-        .packages
-        .iter()
-        .flatten()
-        .map(PackageSpec::apt_arg)
-        .collect();
-    if !packages.is_empty() {
-        let mut args = vec!["install"];
-        args.extend(packages.iter().map(String::as_str));
-        planner.command(apt_get(&args), APT_ENV, None);
+
+    fn plan(&self, planner: &mut Planner<'_>) -> Result<(), PlanError> {
+        let config = self;
+        if update_setting(config) == Some(true) || !planner.needs().is_empty() {
+            planner.command(apt_get(&["update"]), APT_ENV, None);
+        }
+        if upgrade_setting(config) {
+            planner.command(apt_get(&["upgrade"]), APT_ENV, None);
+        }
+        let packages: Vec<String> = config
+            .packages
+            .iter()
+            .flatten()
+            .map(PackageSpec::apt_arg)
+            .collect();
+        if !packages.is_empty() {
+            let mut args = vec!["install"];
+            args.extend(packages.iter().map(String::as_str));
+            planner.command(apt_get(&args), APT_ENV, None);
+        }
+        Ok(())
     }
-    Ok(())
 }

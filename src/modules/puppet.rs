@@ -13,12 +13,19 @@ use schemars::JsonSchema;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use crate::config::values;
-use crate::config::{Checker, CloudConfig};
+use crate::action::{APT_ENV, ActionKind, Frequency, PlanError, Stage, Text, apt_get};
 use crate::decode::de::{RawScalar, ScalarKind, join_key};
-use crate::plan::{APT_ENV, ActionKind, PlanError, Planner, Text, apt_get};
+use crate::module::{Checker, Module, Need, Planner};
+use crate::values;
 
-pub const NAME: &str = "puppet";
+/// The top-level key `puppet` owns.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(default)]
+pub struct Puppet {
+    /// The puppet agent: package, puppet.conf, CA certificate, CSR attributes, service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub puppet: Option<PuppetOptions>,
+}
 pub const SERVICE: &str = "puppet.service";
 /// Where user-given puppet paths may point (contract.md, "Paths and modes").
 pub const ALLOWED_ROOTS: &[&str] = &[
@@ -151,7 +158,7 @@ pub struct CsrAttributes {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(default)]
 #[schemars(deny_unknown_fields)]
-pub struct Puppet {
+pub struct PuppetOptions {
     /// Install the agent package (default true).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub install: Option<bool>,
@@ -205,7 +212,7 @@ pub struct Layout {
     pub binary: &'static str,
 }
 
-impl Puppet {
+impl PuppetOptions {
     pub fn install_type(&self) -> InstallType {
         self.install_type.unwrap_or_default()
     }
@@ -242,7 +249,7 @@ impl Puppet {
 }
 
 /// Whether the config installs the agent package.
-pub fn installs(config: &CloudConfig) -> bool {
+pub fn installs(config: &Puppet) -> bool {
     config
         .puppet
         .as_ref()
@@ -267,7 +274,7 @@ fn check_ini_word(cx: &mut Checker<'_>, path: &str, what: &str, text: &str) {
     }
 }
 
-pub fn check(config: &CloudConfig, cx: &mut Checker<'_>) {
+fn check_puppet(config: &Puppet, cx: &mut Checker<'_>) {
     let Some(puppet) = &config.puppet else {
         return;
     };
@@ -384,7 +391,7 @@ pub fn check(config: &CloudConfig, cx: &mut Checker<'_>) {
 /// The files the module writes must be distinct (one would overwrite another: the CSR's
 /// pre-shared key over puppet.conf, or puppet.conf's kept original) and short enough to be
 /// written at all.
-fn check_written_paths(puppet: &Puppet, cx: &mut Checker<'_>) {
+fn check_written_paths(puppet: &PuppetOptions, cx: &mut Checker<'_>) {
     let layout = puppet.layout();
     let conf = puppet.conf.as_ref();
     let mut written: Vec<(&str, String)> = Vec::new();
@@ -579,8 +586,30 @@ fn looks_like_timestamp(text: &str) -> bool {
             .is_some_and(|m| !m.is_empty() && m.len() <= 2 && m.bytes().all(|c| c.is_ascii_digit()))
 }
 
-pub fn plan(planner: &mut Planner<'_>) -> Result<(), PlanError> {
-    let Some(puppet) = planner.config.puppet.clone() else {
+impl Module for Puppet {
+    const NAME: &'static str = "puppet";
+    const STAGE: Stage = Stage::Final;
+    const FREQUENCY: Frequency = Frequency::PerInstance;
+
+    fn check(&self, cx: &mut Checker<'_>) {
+        check_puppet(self, cx);
+    }
+
+    fn needs(&self) -> Vec<Need> {
+        if installs(self) {
+            vec![Need::PackageLists("puppet is installed".to_owned())]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn plan(&self, planner: &mut Planner<'_>) -> Result<(), PlanError> {
+        plan_puppet(self, planner)
+    }
+}
+
+fn plan_puppet(config: &Puppet, planner: &mut Planner<'_>) -> Result<(), PlanError> {
+    let Some(puppet) = config.puppet.clone() else {
         return Ok(());
     };
     let layout = puppet.layout();

@@ -13,10 +13,15 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::{Action, ActionKind, Facts, Plan, Text};
-use crate::config::system::SystemConfig;
+use crate::action::{Action, ActionKind, Facts, Plan, Text};
+use crate::config::registry;
 use crate::config::{CloudConfig, Loaded};
 use crate::diag::Report;
+use crate::module::Module;
+use crate::modules::apt_configure::AptConfigure;
+use crate::modules::apt_pipelining::{AptPipelining, PIPELINING_FILE};
+use crate::modules::puppet::Puppet;
+use crate::system::SystemConfig;
 
 /// A broken property: which rule, which action (index into `plan.actions`), and what was seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -307,10 +312,12 @@ fn allowed_path(module: &str, path: &str) -> Result<(), String> {
         path.strip_prefix(root)
             .is_some_and(|rest| rest.len() > 1 && rest.starts_with('/'))
     });
-    match module {
-        crate::modules::apt_configure::NAME if apt => Ok(()),
-        crate::modules::puppet::NAME if puppet => Ok(()),
-        _ => Err(format!(
+    let allowed = (module == AptConfigure::NAME && apt)
+        || (module == Puppet::NAME && puppet)
+        || (module == AptPipelining::NAME && path == PIPELINING_FILE);
+    match allowed {
+        true => Ok(()),
+        false => Err(format!(
             "{module} may not write {path:?} (contract.md, \"Paths and modes\")"
         )),
     }
@@ -356,7 +363,7 @@ fn check_mode(module: &str, path: &str, mode: &str, content: &Text) -> Result<()
     if content.is_sensitive() && mode != "0600" {
         return Err(format!("{path} holds secrets but is {mode}"));
     }
-    if module == crate::modules::puppet::NAME {
+    if module == Puppet::NAME {
         // csr_attributes.yaml (the pre-shared key) is the puppet module's one secret file; the
         // CA certificate is public and is the only other file it writes.
         let is_ca = path.ends_with("/certs/ca.pem") && !content.is_sensitive();
@@ -385,7 +392,7 @@ fn check_content(path: &str, content: &Text) -> Result<(), String> {
             if kind != "deb" && kind != "deb-src" {
                 return Err(format!("{path}: line {line:?} is not a deb/deb-src entry"));
             }
-            crate::config::values::deb_line(line).map_err(|e| format!("{path}: {e}"))?;
+            crate::values::deb_line(line).map_err(|e| format!("{path}: {e}"))?;
         }
     }
     if path == PROXY_FILE {
@@ -628,17 +635,28 @@ fn check_ini(section: &str, key: &str, value: &str) -> Result<(), String> {
 // Order
 
 fn check_module_order(plan: &Plan) -> Result<(), Violation> {
-    let order: Vec<&str> = crate::modules::MODULES.iter().map(|m| m.name).collect();
+    let order: Vec<&registry::Registered> = registry::run_order();
     let mut last = 0;
     for (i, action) in plan.actions.iter().enumerate() {
-        let Some(rank) = order.iter().position(|m| *m == action.module) else {
+        let Some(rank) = order.iter().position(|m| m.name == action.module) else {
             return Err(violation("module", Some(i), action.module));
         };
+        if order[rank].stage != action.stage {
+            return Err(violation(
+                "stage",
+                Some(i),
+                format!(
+                    "{} is a {} stage module",
+                    action.module,
+                    order[rank].stage.name()
+                ),
+            ));
+        }
         if rank < last {
             return Err(violation(
                 "module order",
                 Some(i),
-                format!("{} after {}", action.module, order[last]),
+                format!("{} after {}", action.module, order[last].name),
             ));
         }
         last = rank;
@@ -717,7 +735,7 @@ fn check_order(plan: &Plan) -> Result<(), Violation> {
         }
         (None, false) => {}
     }
-    let puppet = crate::modules::puppet::NAME;
+    let puppet = Puppet::NAME;
     let puppet_install = position(&|a: &Action| a.module == puppet && apt_sub(a).is_some());
     if let Some(install) = puppet_install
         && let Some(i) =
@@ -838,7 +856,7 @@ fn check_redaction(plan: &Plan) -> Result<(), Violation> {
             let survivor = if secrets.is_empty() {
                 None
             } else {
-                match super::secret_finder(&secrets) {
+                match crate::redact::secret_finder(&secrets) {
                     Ok(automaton) => automaton.find(&visible).map(|m| m.len()),
                     Err(e) => return Err(violation("redaction", Some(i), e.to_string())),
                 }
@@ -893,7 +911,7 @@ mod tests {
 
     #[test]
     fn markers_are_stripped() {
-        let m = crate::plan::redaction("s");
+        let m = crate::redact::redaction("s");
         assert_eq!(strip_markers(&format!("a{m}b{m}")), "ab");
         assert_eq!(
             strip_markers("<redacted sha256:xyz>"),
@@ -918,9 +936,9 @@ mod tests {
     fn argv() {
         let env: BTreeMap<String, String> =
             [("DEBIAN_FRONTEND".to_owned(), "noninteractive".to_owned())].into();
-        let ok = crate::plan::apt_get(&["install", "hello=2.10-3"]);
+        let ok = crate::action::apt_get(&["install", "hello=2.10-3"]);
         assert!(check_command(&ok, &env, None, None).is_ok());
-        let bad = crate::plan::apt_get(&["install", "-oAPT::X=1"]);
+        let bad = crate::action::apt_get(&["install", "-oAPT::X=1"]);
         assert!(check_command(&bad, &env, None, None).is_err());
         let sh = vec!["sh".to_owned()];
         assert!(check_command(&sh, &BTreeMap::new(), None, None).is_err());

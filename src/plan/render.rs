@@ -1,6 +1,6 @@
 //! The plan as a person reads it: a change summary, one line per action.
 
-use super::{Action, ActionKind, Plan};
+use crate::action::{Action, ActionKind, Plan};
 
 fn quote(arg: &str) -> String {
     let safe = !arg.is_empty()
@@ -122,6 +122,7 @@ pub fn json(plan: &Plan, config_warnings: &[(String, String)]) -> serde_json::Va
             "fqdn": plan.facts.fqdn,
             "release": plan.facts.release,
         },
+        "modules": plan.modules,
         "actions": plan.actions,
         "warnings": warnings,
     })
@@ -147,7 +148,15 @@ pub fn text(plan: &Plan, config_warnings: &[(String, String)]) -> String {
     for action in &plan.actions {
         if action.module != module {
             module = action.module;
-            out.push_str(&format!("{module}:\n"));
+            let frequency = plan
+                .modules
+                .iter()
+                .find(|m| m.name == module)
+                .map_or("", |m| m.frequency.name());
+            out.push_str(&format!(
+                "{module} ({} stage, {frequency}):\n",
+                action.stage.name()
+            ));
         }
         out.push_str(&format!("  {}\n", describe(action)));
     }
@@ -166,8 +175,12 @@ pub fn text(plan: &Plan, config_warnings: &[(String, String)]) -> String {
     out.push_str(&format!(
         "{n} action{} in {} module{}\n",
         if n == 1 { "" } else { "s" },
-        plan.modules().len(),
-        if plan.modules().len() == 1 { "" } else { "s" }
+        plan.modules_with_actions().len(),
+        if plan.modules_with_actions().len() == 1 {
+            ""
+        } else {
+            "s"
+        }
     ));
     out
 }

@@ -3,7 +3,7 @@
 #
 # usage: tests/compat/record.sh [CASE...]      (default: every directory under tests/compat/cases)
 #
-# For each case it runs the oracle ../shared/tools/oracle/ci_render.py (cloud-init's own apt_configure,
+# For each case it runs the oracle ../shared/tools/oracle/ci_render.py (cloud-init's own apt_pipelining, apt_configure,
 # package_update_upgrade_install and puppet module code against a scratch root, commands recorded,
 # not executed) once per entry of case.json "system_cfg", and `cloud-init schema --config-file`, and
 # writes the normalised, deterministic records
@@ -21,7 +21,7 @@ repo=$(cd "$here/../.." && pwd)
 ORACLE=${ORACLE:-$repo/../shared/tools/oracle/ci_render.py}
 CLOUD_INIT=${CLOUD_INIT:-cloud-init}
 PYTHON=/usr/bin/python3
-MODULES=apt_configure,package_update_upgrade_install,puppet
+MODULES=apt_pipelining,apt_configure,package_update_upgrade_install,puppet
 # dpkg-query --list answers of the target (debconf reconfiguration): a Debian 12 cloud image's view
 INSTALLED=(apt cloud-init debconf openssh-server tzdata)
 # commands the target has besides the oracle's defaults (apt-get, gpg, dpkg, dpkg-query,

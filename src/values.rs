@@ -431,6 +431,16 @@ pub fn path_under(path: &str, roots: &[&str]) -> Result<(), String> {
     }
 }
 
+/// Schema of text that may be written as a bare number (`keyid: 12345678`, `[hello, 2.10]`):
+/// read as the characters written.
+#[derive(schemars::JsonSchema)]
+#[schemars(untagged)]
+#[allow(dead_code)]
+pub enum TextOrNumber {
+    Text(String),
+    Number(f64),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,15 +76,15 @@ impl SystemConfig {
             .unwrap_or(DEFAULT_AUTOSIGN_POLICY)
     }
 
-    pub fn runner_config(&self) -> crate::apply::runner::RunnerConfig {
-        let mut config = crate::apply::runner::RunnerConfig::default();
-        if let Some(secs) = self.dpkg_lock_timeout_secs {
-            config.lock_timeout = std::time::Duration::from_secs(secs);
-        }
-        if let Some(n) = self.apt_update_attempts {
-            config.update_attempts = n.max(1);
-        }
-        config
+    /// How long first boot waits for another apt or dpkg to release the dpkg lock.
+    pub fn dpkg_lock_timeout(&self) -> Option<std::time::Duration> {
+        self.dpkg_lock_timeout_secs
+            .map(std::time::Duration::from_secs)
+    }
+
+    /// `apt-get update` attempts on network failures (at least one).
+    pub fn apt_update_attempts(&self) -> Option<u32> {
+        self.apt_update_attempts.map(|n| n.max(1))
     }
 
     pub fn datasources(&self) -> Vec<DatasourceName> {
@@ -146,7 +146,7 @@ pub fn parse(text: &str, path: &str) -> Result<SystemConfig, SystemConfigError> 
         Ok(config) => {
             let mut problems = Vec::new();
             if let Some(ks) = &config.keyserver
-                && let Err(e) = super::values::keyserver(ks)
+                && let Err(e) = crate::values::keyserver(ks)
             {
                 problems.push(Diagnostic::error(
                     ctx.pos("keyserver").unwrap_or(root.pos),
@@ -161,7 +161,7 @@ pub fn parse(text: &str, path: &str) -> Result<SystemConfig, SystemConfigError> 
                     config.ec2.as_ref().and_then(|e| e.metadata_url.as_deref()),
                 ),
             ] {
-                if let Some(Err(e)) = value.map(super::values::url) {
+                if let Some(Err(e)) = value.map(crate::values::url) {
                     problems.push(Diagnostic::error(ctx.pos(key).unwrap_or(root.pos), key, e));
                 }
             }

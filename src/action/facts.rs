@@ -1,0 +1,56 @@
+//! What the plan knows about the instance and the target: facts read from the datasource or
+//! the target (`crate::target`), or given as flags.
+
+use serde::Serialize;
+
+/// What the plan knows about the instance and the target.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Facts {
+    pub instance_id: Option<String>,
+    pub hostname: Option<String>,
+    pub fqdn: Option<String>,
+    pub release: Option<String>,
+    /// dpkg's architecture name of the target (`amd64`).
+    #[serde(skip)]
+    pub arch: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Distro {
+    Debian,
+    Ubuntu,
+}
+
+/// Ubuntu series names, oldest first; any other codename is taken for Debian.
+const UBUNTU_SERIES: &[&str] = &[
+    "lucid", "precise", "trusty", "xenial", "bionic", "focal", "jammy", "kinetic", "lunar",
+    "mantic", "noble", "oracular", "plucky", "questing", "resolute",
+];
+
+impl Facts {
+    pub fn distro(&self) -> Distro {
+        match &self.release {
+            Some(r) if UBUNTU_SERIES.contains(&r.as_str()) => Distro::Ubuntu,
+            _ => Distro::Debian,
+        }
+    }
+
+    /// A fact the plan cannot do without, or the usage error that names its flag.
+    pub fn require<'a>(
+        &self,
+        value: &'a Option<String>,
+        flag: &'static str,
+        why: &str,
+    ) -> Result<&'a str, PlanError> {
+        value.as_deref().ok_or_else(|| PlanError::MissingFact {
+            flag,
+            why: why.to_owned(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("{why}: pass {flag}")]
+    MissingFact { flag: &'static str, why: String },
+}

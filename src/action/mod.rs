@@ -1,0 +1,275 @@
+//! The plan's vocabulary: what a module asks apply to do, as data. Pure: nothing here reads or
+//! changes the system. Kinds whose effect depends on the target's current state (`edit_ini`,
+//! `reconfigure_installed`, the service kinds, `fetch_key`) are resolved by `apply`.
+
+mod facts;
+
+use std::collections::BTreeMap;
+
+use serde::{Serialize, Serializer};
+
+pub use self::facts::{Distro, Facts, PlanError};
+
+/// cloud-init's boot stages, in the order they run: `init` before the network is needed
+/// (host keys, users, hostname, bootcmd, write_files), `config` (apt configuration, runcmd's
+/// script), `final` (packages, puppet, user scripts, the final message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Init,
+    Config,
+    Final,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 3] = [Stage::Init, Stage::Config, Stage::Final];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Init => "init",
+            Stage::Config => "config",
+            Stage::Final => "final",
+        }
+    }
+}
+
+/// How often a module runs (cloud-init's `frequency`, plus per boot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Frequency {
+    /// Once for each instance id: a clone of the image (a new id) runs it again.
+    PerInstance,
+    /// Once in each boot (the kernel's boot id), however often `cloudcfg run` is started.
+    PerBoot,
+    /// Once in the life of the system, whatever the instance id.
+    Once,
+    /// Every run.
+    Always,
+}
+
+impl Frequency {
+    pub fn name(self) -> &'static str {
+        match self {
+            Frequency::PerInstance => "per-instance",
+            Frequency::PerBoot => "per-boot",
+            Frequency::Once => "once",
+            Frequency::Always => "always",
+        }
+    }
+}
+
+/// Text that may hold secrets: `secrets` are the substrings redacted in plan output and logs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Text {
+    pub text: String,
+    pub secrets: Vec<String>,
+}
+
+impl Text {
+    pub fn plain(text: impl Into<String>) -> Text {
+        Text {
+            text: text.into(),
+            secrets: Vec::new(),
+        }
+    }
+
+    pub fn secret(text: impl Into<String>) -> Text {
+        let text = text.into();
+        Text {
+            secrets: vec![text.clone()],
+            text,
+        }
+    }
+
+    pub fn is_sensitive(&self) -> bool {
+        !self.secrets.is_empty()
+    }
+
+    /// The text with every secret replaced by `<redacted sha256:…>`.
+    pub fn redacted(&self) -> String {
+        crate::redact::redact(&self.text, &self.secrets)
+    }
+}
+
+impl Serialize for Text {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ActionKind {
+    /// Write a whole file atomically.
+    WriteFile {
+        path: String,
+        /// Four octal digits, e.g. `0644`.
+        mode: String,
+        owner: String,
+        group: String,
+        content: Text,
+    },
+    /// Run a command: an argv vector, never a shell string.
+    Command {
+        argv: Vec<String>,
+        env: BTreeMap<String, String>,
+        stdin: Option<Text>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ok_exit_codes: Option<Vec<i32>>,
+    },
+    /// Fetch an OpenPGP key (by id from a keyserver, or a PPA's key through Launchpad), check
+    /// that its fingerprint is the one asked for, and write it armored to `dest`.
+    FetchKey {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        keyid: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        keyserver: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ppa: Option<String>,
+        dest: String,
+    },
+    /// Set one key of an INI file in place (comments, order and other keys kept; the original
+    /// saved as `<path>.old` once).
+    EditIni {
+        path: String,
+        section: String,
+        key: String,
+        value: String,
+    },
+    /// `dpkg-reconfigure` those of `packages` that are installed on the target.
+    ReconfigureInstalled { packages: Vec<String> },
+    /// `systemctl enable UNIT`, offline (`--root`) when systemd is not running the target.
+    EnableService { unit: String },
+    /// `systemctl start --no-block UNIT`; skipped with a warning when systemd is not running
+    /// the target.
+    StartService { unit: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Action {
+    pub module: &'static str,
+    pub stage: Stage,
+    #[serde(flatten)]
+    pub kind: ActionKind,
+}
+
+impl Action {
+    /// The same action with every secret replaced, for output and logs.
+    pub fn redacted(&self) -> Action {
+        let redact = |t: &Text| Text::plain(t.redacted());
+        let kind = match &self.kind {
+            ActionKind::WriteFile {
+                path,
+                mode,
+                owner,
+                group,
+                content,
+            } => ActionKind::WriteFile {
+                path: path.clone(),
+                mode: mode.clone(),
+                owner: owner.clone(),
+                group: group.clone(),
+                content: redact(content),
+            },
+            ActionKind::Command {
+                argv,
+                env,
+                stdin,
+                ok_exit_codes,
+            } => ActionKind::Command {
+                argv: argv.clone(),
+                env: env.clone(),
+                stdin: stdin.as_ref().map(redact),
+                ok_exit_codes: ok_exit_codes.clone(),
+            },
+            other => other.clone(),
+        };
+        Action {
+            module: self.module,
+            stage: self.stage,
+            kind,
+        }
+    }
+
+    /// Paths this action writes (for checks and tests).
+    pub fn written_paths(&self) -> Vec<&str> {
+        match &self.kind {
+            ActionKind::WriteFile { path, .. } | ActionKind::EditIni { path, .. } => {
+                vec![path.as_str()]
+            }
+            ActionKind::FetchKey { dest, .. } => vec![dest.as_str()],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A module as the plan runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ModuleEntry {
+    pub name: &'static str,
+    pub stage: Stage,
+    pub frequency: Frequency,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanWarning {
+    pub path: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub facts: Facts,
+    /// Every module of the registry, in run order, with or without actions.
+    pub modules: Vec<ModuleEntry>,
+    pub actions: Vec<Action>,
+    pub warnings: Vec<PlanWarning>,
+}
+
+impl Plan {
+    pub fn redacted(&self) -> Plan {
+        Plan {
+            facts: self.facts.clone(),
+            modules: self.modules.clone(),
+            actions: self.actions.iter().map(Action::redacted).collect(),
+            warnings: self.warnings.clone(),
+        }
+    }
+
+    /// The modules that have actions, in order.
+    pub fn modules_with_actions(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = Vec::new();
+        for action in &self.actions {
+            if !names.contains(&action.module) {
+                names.push(action.module);
+            }
+        }
+        names
+    }
+}
+
+/// The argv prefix cloud-init uses for every apt-get call (kept byte for byte).
+pub fn apt_get(args: &[&str]) -> Vec<String> {
+    let mut argv: Vec<String> = [
+        "apt-get",
+        "--option=Dpkg::Options::=--force-confold",
+        "--option=Dpkg::options::=--force-unsafe-io",
+        "--assume-yes",
+        "--quiet",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    argv.extend(args.iter().map(|s| (*s).to_owned()));
+    argv
+}
+
+pub const APT_ENV: &[(&str, &str)] = &[("DEBIAN_FRONTEND", "noninteractive")];
+
+/// A command's added environment from literal pairs.
+pub fn env_map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
