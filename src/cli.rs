@@ -526,7 +526,7 @@ fn boot(
     let loaded = config::load(&bytes, &Limits::default());
     if !loaded.is_valid() {
         // Kept all the same, so that `cloudcfg validate` can be run on the very bytes.
-        let writer = crate::apply::writer::Writer::new(target);
+        let writer = crate::writer::Writer::new(target);
         crate::apply::state::InstanceState::open(&writer, &data.instance_id, &boot_id())
             .and_then(|state| state.store(&bytes, &instance_data))
             .map_err(|e| CliError::Apply(crate::apply::ApplyError::State(e)))?;

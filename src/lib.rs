@@ -22,3 +22,4 @@ pub mod schema;
 pub mod system;
 pub mod target;
 pub mod values;
+pub mod writer;

@@ -13,7 +13,6 @@ pub mod keys;
 pub mod log;
 pub mod runner;
 pub mod state;
-pub mod writer;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -25,7 +24,7 @@ use self::keys::{KeyError, KeyFetcher};
 use self::log::RunLog;
 use self::runner::{RunError, Runner, RunnerConfig};
 use self::state::InstanceState;
-use self::writer::{WriteError, Writer};
+use crate::writer::{WriteError, Writer};
 
 /// Set to N (tests only): the process kills itself with SIGKILL right after its N-th action,
 /// to prove that a run killed at any point converges when started again.

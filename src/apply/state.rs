@@ -14,8 +14,8 @@
 //! `--force` ignores the markers. Each marker says its frequency and when its module finished.
 //! The instance's directory also keeps the user data as fetched and `instance-data.json`.
 
-use super::writer::{WriteError, Writer};
 use crate::action::{Frequency, ModuleEntry};
+use crate::writer::{WriteError, Writer};
 
 pub const STATE_DIR: &str = "/var/lib/cloudcfg";
 pub const STATE_ROOT: &str = "/var/lib/cloudcfg/instances";

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::apply::writer::Writer;
+use crate::writer::Writer;
 
 /// Where runtime reports go: `/run`, or `$CLOUDCFG_RUNTIME_DIR` (tests and sandboxes, which
 /// must not share the host's).
