@@ -2,6 +2,10 @@
 
 use std::os::unix::fs::PermissionsExt;
 
+use std::path::{Path, PathBuf};
+
+use x509_parser::pem::Pem;
+
 use super::*;
 
 const KEY: &str = "S3cret";

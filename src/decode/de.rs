@@ -14,10 +14,13 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 
-use serde::Serialize;
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 
+use super::raw::RAW_SCALAR;
 use super::yaml::{Node, Pos, Resolved, Value};
+
+pub use super::raw::{RawScalar, ScalarKind};
+pub use super::section::{from_node_section, struct_fields};
 
 /// A key that the target struct does not have.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,110 +126,12 @@ pub fn join_index(path: &str, index: usize) -> String {
     format!("{path}[{index}]")
 }
 
-const RAW_SCALAR: &str = "__cloudcfg_raw_scalar";
-
-/// How PyYAML would type a scalar: cloud-init hands such values on typed (a `True` in
-/// puppet.conf, an integer in csr_attributes.yaml), so writers that must match it need to know.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ScalarKind {
-    Null,
-    Bool,
-    Int,
-    Float,
-    Str,
-}
-
-/// A scalar kept as written, with the type PyYAML would give it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawScalar {
-    pub text: String,
-    pub kind: ScalarKind,
-}
-
-impl RawScalar {
-    pub fn str(text: impl Into<String>) -> RawScalar {
-        RawScalar {
-            text: text.into(),
-            kind: ScalarKind::Str,
-        }
-    }
-}
-
-impl Serialize for RawScalar {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.text)
-    }
-}
-
-impl schemars::JsonSchema for RawScalar {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Scalar".into()
-    }
-
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({"type": ["string", "number", "boolean"]})
-    }
-}
-
-impl<'de> de::Deserialize<'de> for RawScalar {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct RawVisitor;
-        impl<'de> Visitor<'de> for RawVisitor {
-            type Value = RawScalar;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a single value (text, number or boolean)")
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawScalar, A::Error> {
-                let kind: String = seq.next_element()?.unwrap_or_default();
-                let text: String = seq.next_element()?.unwrap_or_default();
-                let kind = match kind.as_str() {
-                    "null" => ScalarKind::Null,
-                    "bool" => ScalarKind::Bool,
-                    "int" => ScalarKind::Int,
-                    "float" => ScalarKind::Float,
-                    _ => ScalarKind::Str,
-                };
-                Ok(RawScalar { text, kind })
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawScalar, E> {
-                Ok(RawScalar::str(v))
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawScalar, E> {
-                Ok(RawScalar {
-                    text: v.to_string(),
-                    kind: ScalarKind::Bool,
-                })
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawScalar, E> {
-                Ok(RawScalar {
-                    text: v.to_string(),
-                    kind: ScalarKind::Int,
-                })
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawScalar, E> {
-                Ok(RawScalar {
-                    text: v.to_string(),
-                    kind: ScalarKind::Int,
-                })
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawScalar, E> {
-                Ok(RawScalar {
-                    text: v.to_string(),
-                    kind: ScalarKind::Float,
-                })
-            }
-        }
-        deserializer.deserialize_newtype_struct(RAW_SCALAR, RawVisitor)
-    }
-}
-
 /// Deserializes one node at `path`.
 #[derive(Clone, Copy)]
 pub struct NodeDe<'a> {
-    node: &'a Node,
-    path: &'a str,
-    ctx: &'a Context,
+    pub(super) node: &'a Node,
+    pub(super) path: &'a str,
+    pub(super) ctx: &'a Context,
 }
 
 impl<'a> NodeDe<'a> {
@@ -235,7 +140,7 @@ impl<'a> NodeDe<'a> {
         NodeDe { node, path, ctx }
     }
 
-    fn locate(&self, mut err: DeError) -> DeError {
+    pub(super) fn locate(&self, mut err: DeError) -> DeError {
         if err.pos.is_none() {
             err.pos = Some(self.node.pos);
             err.path = self.path.to_owned();
@@ -574,7 +479,7 @@ impl<'de> de::SeqAccess<'de> for SeqAccess<'_> {
     }
 }
 
-struct MapAccess<'a> {
+pub(super) struct MapAccess<'a> {
     entries: Vec<&'a super::yaml::Entry>,
     path: &'a str,
     ctx: &'a Context,
@@ -594,7 +499,7 @@ impl<'a> MapAccess<'a> {
 
     /// `record_unknown: false` skips the keys a struct does not have without a finding: at the
     /// root, they belong to another module.
-    fn with_unknown(
+    pub(super) fn with_unknown(
         node: &'a Node,
         path: &'a str,
         ctx: &'a Context,
@@ -700,86 +605,6 @@ impl<'de> de::Deserializer<'de> for KeyDe<'_> {
 /// Deserializes `T` from `node`, returning the value and what was learned on the way.
 pub fn from_node<T: de::DeserializeOwned>(node: &Node, ctx: &Context) -> Result<T, DeError> {
     T::deserialize(NodeDe::new(node, "", ctx))
-}
-
-/// Deserializes the part of a root mapping that `T`'s fields name. The other keys are another
-/// module's and are skipped without a finding; unknown keys deeper down are collected as usual.
-pub fn from_node_section<T: de::DeserializeOwned>(
-    node: &Node,
-    ctx: &Context,
-) -> Result<T, DeError> {
-    T::deserialize(SectionDe(NodeDe::new(node, "", ctx)))
-}
-
-struct SectionDe<'a>(NodeDe<'a>);
-
-impl<'de> de::Deserializer<'de> for SectionDe<'_> {
-    type Error = DeError;
-
-    fn deserialize_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, DeError> {
-        let inner = self.0;
-        match &inner.node.value {
-            Value::Map(_) => visitor
-                .visit_map(MapAccess::with_unknown(
-                    inner.node,
-                    inner.path,
-                    inner.ctx,
-                    Some((name, fields)),
-                    false,
-                ))
-                .map_err(|e| inner.locate(e)),
-            _ => de::Deserializer::deserialize_struct(inner, name, fields, visitor),
-        }
-    }
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        de::Deserializer::deserialize_any(self.0, visitor)
-    }
-
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf option unit unit_struct newtype_struct seq tuple
-        tuple_struct map enum identifier ignored_any
-    }
-}
-
-/// The keys of a struct as serde's derive names them, so that a module's top-level keys are
-/// its type's fields and nothing else has to list them.
-pub fn struct_fields<T: de::DeserializeOwned>() -> &'static [&'static str] {
-    let found = std::cell::Cell::new(&[][..]);
-    let _ = T::deserialize(FieldProbe(&found));
-    found.get()
-}
-
-struct FieldProbe<'c>(&'c std::cell::Cell<&'static [&'static str]>);
-
-impl<'de> de::Deserializer<'de> for FieldProbe<'_> {
-    type Error = DeError;
-
-    fn deserialize_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        fields: &'static [&'static str],
-        _visitor: V,
-    ) -> Result<V::Value, DeError> {
-        self.0.set(fields);
-        Err(de::Error::custom("fields probed"))
-    }
-
-    fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, DeError> {
-        Err(de::Error::custom("not a struct"))
-    }
-
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf option unit unit_struct newtype_struct seq tuple
-        tuple_struct map enum identifier ignored_any
-    }
 }
 
 #[cfg(test)]

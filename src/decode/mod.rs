@@ -7,6 +7,8 @@
 //! name as warnings, never dropped silently.
 
 pub mod de;
+mod raw;
+mod section;
 pub mod yaml;
 
 use std::collections::HashMap;

@@ -1,0 +1,260 @@
+//! The decision: every rule of the policy must hold; an expected certname is claimed once.
+
+use std::fmt;
+use std::io;
+
+use subtle::{Choice, ConstantTimeEq};
+
+use std::path::PathBuf;
+
+use super::csr::{Csr, SignatureCheck};
+use super::error::AutosignError;
+use super::policy::{KeySource, Rules, digest};
+use crate::values;
+
+/// A rule of the policy, as named in decision lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// The policy itself (it has no rules).
+    Policy,
+    /// The certname must be a plain file name.
+    Certname,
+    /// The CSR's common name must be the certname.
+    Cn,
+    /// The CSR must be signed by its own key.
+    CsrSignature,
+    CertnamePattern,
+    PresharedKey,
+    ExpectedCertname,
+}
+
+impl Rule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::Policy => "policy",
+            Rule::Certname => "certname",
+            Rule::Cn => "cn",
+            Rule::CsrSignature => "csr_signature",
+            Rule::CertnamePattern => "certname_pattern",
+            Rule::PresharedKey => "preshared_key",
+            Rule::ExpectedCertname => "expected_certname",
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the rules say about one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Sign, once the `claims` (expected-certname files, empty without that rule) are removed.
+    Sign {
+        claims: Vec<PathBuf>,
+        /// What held, for the decision line.
+        detail: String,
+    },
+    Refuse {
+        rule: Rule,
+        reason: String,
+    },
+}
+
+pub fn refuse(rule: Rule, reason: impl Into<String>) -> Decision {
+    Decision::Refuse {
+        rule,
+        reason: reason.into(),
+    }
+}
+
+/// Matches every candidate against every key, in constant time, without stopping at a match.
+pub fn any_key_matches(key_digests: &[[u8; 32]], candidates: &[Vec<u8>]) -> bool {
+    let mut found = Choice::from(0u8);
+    for candidate in candidates {
+        let candidate = digest(candidate);
+        for key in key_digests {
+            found |= key.as_slice().ct_eq(candidate.as_slice());
+        }
+    }
+    found.into()
+}
+
+/// The files whose existence approves `certname`: its own name, then its first label.
+pub fn expected_names(certname: &str) -> Vec<&str> {
+    let mut names = vec![certname];
+    if let Some((first, _)) = certname.split_once('.')
+        && !first.is_empty()
+    {
+        names.push(first);
+    }
+    names
+}
+
+/// Applies the rules to a request. Only the expected-certname rule looks at the file system
+/// (read-only; [`claim`] removes the files after a signing decision).
+pub fn decide(rules: &Rules, certname: &str, csr: &Csr) -> Result<Decision, AutosignError> {
+    if !rules.has_rules() {
+        return Ok(refuse(Rule::Policy, "policy has no rules"));
+    }
+    // Before the certname is used as a file name, or compared with anything.
+    if let Err(e) = values::plain_file_name(certname) {
+        return Ok(refuse(Rule::Certname, format!("certname {e}")));
+    }
+    match csr.common_names.as_slice() {
+        [cn] if cn == certname => {}
+        [] => return Ok(refuse(Rule::Cn, "the CSR's subject has no CN")),
+        [cn] => {
+            return Ok(refuse(
+                Rule::Cn,
+                format!("the CSR's CN {cn:?} is not the certname"),
+            ));
+        }
+        many => {
+            return Ok(refuse(
+                Rule::Cn,
+                format!("the CSR's subject has {} CNs, expected one", many.len()),
+            ));
+        }
+    }
+    match csr.signature {
+        SignatureCheck::Valid => {}
+        SignatureCheck::Invalid => {
+            return Ok(refuse(
+                Rule::CsrSignature,
+                "the CSR is not signed by the key it carries",
+            ));
+        }
+        SignatureCheck::Unsupported => {
+            return Ok(refuse(
+                Rule::CsrSignature,
+                "the CSR's signature algorithm cannot be checked",
+            ));
+        }
+    }
+    let mut held = vec![Rule::Cn.to_string(), Rule::CsrSignature.to_string()];
+    if let Some(pattern) = &rules.pattern {
+        if !pattern.is_match(certname) {
+            return Ok(refuse(
+                Rule::CertnamePattern,
+                format!("certname does not match {:?}", pattern.as_str()),
+            ));
+        }
+        held.push(Rule::CertnamePattern.to_string());
+    }
+    if let Some(key_digests) = &rules.key_digests {
+        // Both sources are always compared (when accepted), so the time taken does not tell
+        // which one matched, or whether one did.
+        let by_challenge = any_key_matches(key_digests, &csr.challenge_passwords);
+        let by_extension =
+            rules.accept_pp_preshared_key && any_key_matches(key_digests, &csr.pp_preshared_keys);
+        let source = match (by_challenge, by_extension) {
+            (true, _) => KeySource::ChallengePassword,
+            (false, true) => KeySource::PpPresharedKey,
+            (false, false) => {
+                let offered = !csr.challenge_passwords.is_empty()
+                    || (rules.accept_pp_preshared_key && !csr.pp_preshared_keys.is_empty());
+                let reason = if key_digests.is_empty() {
+                    "the policy accepts no key (its key list is empty)"
+                } else if offered {
+                    "the CSR's key is not an accepted one"
+                } else if !csr.pp_preshared_keys.is_empty() {
+                    "the CSR has no challengePassword, and pp_preshared_key is not accepted"
+                } else {
+                    "the CSR carries no key"
+                };
+                return Ok(refuse(Rule::PresharedKey, reason));
+            }
+        };
+        held.push(format!("{} ({})", Rule::PresharedKey, source.as_str()));
+    }
+    let mut claims = Vec::new();
+    if let Some(dir) = &rules.expected_dir {
+        let mut found = Vec::new();
+        for name in expected_names(certname) {
+            let path = dir.join(name);
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.is_file() => {
+                    found.push(name.to_owned());
+                    claims.push(path);
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(AutosignError::ExpectedCertname {
+                        path: path.display().to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        if claims.is_empty() {
+            return Ok(refuse(
+                Rule::ExpectedCertname,
+                format!(
+                    "no file named {} in {}",
+                    expected_names(certname).join(" or "),
+                    dir.display()
+                ),
+            ));
+        }
+        held.push(format!("{} ({})", Rule::ExpectedCertname, found.join(", ")));
+    }
+    Ok(Decision::Sign {
+        claims,
+        detail: held.join(", "),
+    })
+}
+
+/// The end of one run: what is logged and which exit code puppetserver sees.
+#[derive(Debug)]
+pub enum Outcome {
+    Signed { detail: String },
+    Refused { rule: Rule, reason: String },
+    Error(AutosignError),
+}
+
+impl Outcome {
+    /// The one mapping to the contract's exit codes.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::Signed { .. } => 0,
+            Outcome::Refused { .. } => 1,
+            Outcome::Error(_) => 2,
+        }
+    }
+}
+
+/// Removes the expected-certname files of a signing decision. Removing is the claim: when two
+/// requests race, only the one whose removal succeeded signs, so each file signs once.
+pub fn claim(decision: Decision) -> Outcome {
+    match decision {
+        Decision::Refuse { rule, reason } => Outcome::Refused { rule, reason },
+        Decision::Sign { claims, detail } if claims.is_empty() => Outcome::Signed { detail },
+        Decision::Sign { claims, detail } => {
+            let mut claimed = false;
+            for path in &claims {
+                match std::fs::remove_file(path) {
+                    Ok(()) => claimed = true,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(source) => {
+                        return Outcome::Error(AutosignError::ExpectedCertname {
+                            path: path.display().to_string(),
+                            source,
+                        });
+                    }
+                }
+            }
+            if claimed {
+                Outcome::Signed { detail }
+            } else {
+                Outcome::Refused {
+                    rule: Rule::ExpectedCertname,
+                    reason: "the expected-certname file was used by a concurrent request".into(),
+                }
+            }
+        }
+    }
+}
