@@ -118,3 +118,58 @@ impl<'w> InstanceState<'w> {
             .map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::action::Stage;
+
+    fn module(frequency: Frequency) -> ModuleEntry {
+        ModuleEntry {
+            name: "m",
+            stage: Stage::Init,
+            frequency,
+        }
+    }
+
+    #[test]
+    fn markers_follow_the_frequency() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Writer::new(dir.path());
+        let first = InstanceState::open(&writer, "i-1", "boot-a").unwrap();
+        for frequency in [
+            Frequency::PerInstance,
+            Frequency::PerBoot,
+            Frequency::Once,
+            Frequency::Always,
+        ] {
+            assert_eq!(first.done(&module(frequency)), None, "{frequency:?}");
+            first.mark_done(&module(frequency)).unwrap();
+        }
+        assert!(first.done(&module(Frequency::PerInstance)).is_some());
+        assert!(first.done(&module(Frequency::PerBoot)).is_some());
+        assert!(first.done(&module(Frequency::Once)).is_some());
+        assert_eq!(first.done(&module(Frequency::Always)), None);
+
+        // The next boot of the same instance: per-boot runs again.
+        let next_boot = InstanceState::open(&writer, "i-1", "boot-b").unwrap();
+        assert_eq!(next_boot.done(&module(Frequency::PerBoot)), None);
+        assert!(next_boot.done(&module(Frequency::PerInstance)).is_some());
+
+        // A clone (new instance id): per-instance runs again, once does not.
+        let clone = InstanceState::open(&writer, "i-2", "boot-b").unwrap();
+        assert_eq!(clone.done(&module(Frequency::PerInstance)), None);
+        assert_eq!(
+            clone.done(&module(Frequency::Once)).as_deref(),
+            Some("already ran once on this system")
+        );
+
+        let marker =
+            std::fs::read_to_string(dir.path().join("var/lib/cloudcfg/boot/m.done")).unwrap();
+        assert!(
+            marker.starts_with("frequency=per-boot\nfinished="),
+            "{marker}"
+        );
+        assert!(marker.ends_with("boot_id=boot-a\n"), "{marker}");
+    }
+}

@@ -102,7 +102,32 @@ struct PuppetConfSchema {
     /// Sections (`main`, `agent`, ...) of key/value settings; `certname` expands `%i` to the
     /// instance id and `%f` to the FQDN, lower-cased.
     #[serde(flatten)]
-    sections: IndexMap<String, IndexMap<String, RawScalar>>,
+    sections: IndexMap<String, PuppetSectionSchema>,
+}
+
+/// One puppet.conf section: settings of one line each; `certname` is text.
+struct PuppetSectionSchema;
+
+impl JsonSchema for PuppetSectionSchema {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PuppetSection".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let setting = generator.subschema_for::<RawScalar>();
+        schemars::json_schema!({
+            "description": "One puppet.conf section: settings of one line each.",
+            "type": "object",
+            "properties": {
+                "certname": {
+                    "description": "The agent's certificate name: text (a number is refused; \
+                                    quote it), `%i` and `%f` expanded.",
+                    "type": "string"
+                }
+            },
+            "additionalProperties": setting
+        })
+    }
 }
 
 impl JsonSchema for PuppetConf {
