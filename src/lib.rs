@@ -1,8 +1,9 @@
 //! cloudcfg: a boot-time cloud-config processor for Debian and Ubuntu instances.
 //!
-//! The pipeline, one folder per stage:
-//! datasource -> user data -> [`decode`] -> [`config::CloudConfig`] -> [`plan`] -> apply -> report.
-//! Everything up to the plan is pure; only apply touches the system.
+//! The pipeline: datasource -> user data -> [`decode`] -> [`config::CloudConfig`] -> [`plan`]
+//! -> [`action::Action`]s -> [`apply`] -> [`report`]. Everything up to the plan is pure; only
+//! apply touches the system. Each file imports only from the floors below its own (the
+//! README's Design section draws them; `tests/layers.rs` holds the code to that picture).
 
 pub mod action;
 pub mod apply;

@@ -2,7 +2,7 @@
 //!
 //! A module owns its top-level keys (the fields of its type, deserialized from the user data's
 //! root mapping), the checks beyond types, and its planning. It declares cloud-init's stage and
-//! frequency for itself; the registry (`crate::config::registry`) lists it once, at its place
+//! frequency for itself; the registry (`crate::modules`) lists it once, at its place
 //! in cloud-init's Debian order, and everything else (unknown-key warnings, the JSON Schema,
 //! the run order, the state markers) follows from that one line.
 //!

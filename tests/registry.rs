@@ -41,7 +41,10 @@ fn the_done_rows_are_the_registry() {
             )
         })
         .collect();
-    assert_eq!(done, registered, "{DOC} and src/config/registry.rs differ");
+    assert_eq!(
+        done, registered,
+        "{DOC} and the registry in src/modules/mod.rs differ"
+    );
 }
 
 #[test]

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use cloudcfg::config;
 use cloudcfg::decode::Limits;
 use cloudcfg::decode::yaml::{Node, Resolved, Value};
+use cloudcfg::diag::Severity;
 
 /// The tree as the JSON a schema validator reads, scalars typed as YAML 1.1 (PyYAML) types them.
 fn json(node: &Node) -> serde_json::Value {
@@ -33,6 +34,33 @@ fn json(node: &Node) -> serde_json::Value {
             })
             .collect::<serde_json::Map<_, _>>()
             .into(),
+    }
+}
+
+/// Removes the value at a diagnostic path (`apt.sorces`, `apt_sources[1].keyid`).
+fn remove_path(instance: &mut serde_json::Value, path: &str) {
+    let steps: Vec<&str> = path
+        .split(['.', '['])
+        .map(|s| s.trim_end_matches(']'))
+        .collect();
+    let Some((last, parents)) = steps.split_last() else {
+        return;
+    };
+    let mut at = instance;
+    for step in parents {
+        at = match step.parse::<usize>() {
+            Ok(i) => match at.get_mut(i) {
+                Some(next) => next,
+                None => return,
+            },
+            Err(_) => match at.get_mut(*step) {
+                Some(next) => next,
+                None => return,
+            },
+        };
+    }
+    if let Some(map) = at.as_object_mut() {
+        map.remove(*last);
     }
 }
 
@@ -71,7 +99,18 @@ fn validate_and_the_schema_agree() {
         let Some(root) = &loaded.user_data.root else {
             continue;
         };
-        let instance = json(root);
+        let mut instance = json(root);
+        // An unknown nested key is a warning for validate and `additionalProperties: false`
+        // for the schema, so editors flag the typo; either way it is named. Without the keys
+        // validate warned about, the schema must accept what validate accepts.
+        for warning in loaded
+            .report
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Warning && d.message.starts_with("unknown key"))
+        {
+            remove_path(&mut instance, &warning.path);
+        }
         let schema_ok = validator.is_valid(&instance);
         let name = path.display().to_string();
         if loaded.is_valid() {

@@ -1,4 +1,4 @@
-//! What has run: `/var/lib/cloudcfg/` (contract.md, "Per-instance semantics").
+//! What has run: `/var/lib/cloudcfg/` (contract.md, "Frequencies").
 //!
 //! Markers by frequency, each written only after every action of its module succeeded, so a
 //! run killed anywhere redoes that module, whose actions are idempotent (files are compared

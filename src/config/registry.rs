@@ -1,73 +1,9 @@
-//! The registry: every module cloudcfg runs, one line each, in cloud-init's Debian order
-//! (docs/modules.md lists that order with each module's status in cloudcfg).
-//!
-//! From these lines come the typed document ([`CloudConfig`], one field per module), the
-//! top-level keys that are known, the JSON Schema, and the run order: by stage (init, config,
-//! final), then by the order here.
+//! What the registry (`crate::modules`, one line per module) gives the rest: the run order,
+//! what modules need of each other, which module owns a key, and the keys cloud-init reads
+//! that no module of cloudcfg owns.
 
-use schemars::JsonSchema;
-use serde::Serialize;
-
-use crate::action::{Frequency, PlanError, Stage};
-use crate::decode::de::{Context, DeError, from_node_section, struct_fields};
-use crate::decode::yaml::Node;
-use crate::module::{Checker, Module, Need, Planner};
-
-/// A module as the registry runs it: its type's contract, with the type erased.
-pub struct Registered {
-    /// cloud-init's module name, used in plans, reports and state markers.
-    pub name: &'static str,
-    pub stage: Stage,
-    pub frequency: Frequency,
-    /// The top-level keys the module owns (its type's fields).
-    pub keys: fn() -> &'static [&'static str],
-    /// Types the module's keys from the document's root mapping into `config`.
-    pub load: fn(&mut CloudConfig, &Node, &Context) -> Result<(), DeError>,
-    pub check: fn(&CloudConfig, &mut Checker<'_>),
-    pub needs: fn(&CloudConfig) -> Vec<Need>,
-    pub plan: fn(&CloudConfig, &mut Planner<'_>) -> Result<(), PlanError>,
-}
-
-macro_rules! registry {
-    ($($module:ident :: $keys:ident,)*) => {
-        /// A `#cloud-config` document: the keys of every module cloudcfg runs. Other
-        /// cloud-init keys are accepted with a warning that cloudcfg does not handle them.
-        #[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
-        #[schemars(title = "cloudcfg cloud-config")]
-        pub struct CloudConfig {
-            $(
-                #[serde(flatten)]
-                pub $module: crate::modules::$module::$keys,
-            )*
-        }
-
-        /// Every module, in cloud-init's Debian order.
-        pub static MODULES: &[Registered] = &[
-            $(
-                Registered {
-                    name: <crate::modules::$module::$keys as Module>::NAME,
-                    stage: <crate::modules::$module::$keys as Module>::STAGE,
-                    frequency: <crate::modules::$module::$keys as Module>::FREQUENCY,
-                    keys: struct_fields::<crate::modules::$module::$keys>,
-                    load: |config, root, ctx| {
-                        config.$module = from_node_section(root, ctx)?;
-                        Ok(())
-                    },
-                    check: |config, cx| Module::check(&config.$module, cx),
-                    needs: |config| Module::needs(&config.$module),
-                    plan: |config, planner| Module::plan(&config.$module, planner),
-                },
-            )*
-        ];
-    };
-}
-
-registry! {
-    apt_pipelining::AptPipelining,
-    apt_configure::AptConfigure,
-    package_update_upgrade_install::PackageUpdateUpgradeInstall,
-    puppet::Puppet,
-}
+use crate::module::Need;
+pub use crate::modules::{CloudConfig, MODULES, Registered};
 
 /// The modules in the order they run: by stage, then in registry order.
 pub fn run_order() -> Vec<&'static Registered> {
