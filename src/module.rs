@@ -48,6 +48,11 @@ pub enum Need {
     /// Fresh package lists (`apt-get update`) before anything is installed; the reason is
     /// told when it overrides `package_update: false`.
     PackageLists(String),
+    /// A `write_files` entry with `defer: true`, planned as written by `write_files_deferred`
+    /// in the final stage, once users and packages exist.
+    DeferredWrite(ActionKind),
+    /// A script in the instance's scripts directory (`runcmd`) for `scripts_user` to run.
+    UserScript(String),
 }
 
 /// Finds diagnostics' positions for checks that run on typed values.

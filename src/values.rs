@@ -406,8 +406,9 @@ impl Ppa {
     }
 }
 
-/// A path the puppet module may write: absolute, normalised, under one of `roots`.
-pub fn path_under(path: &str, roots: &[&str]) -> Result<(), String> {
+/// A path a module writes: one line, absolute, normalised (no `.`, `..` or empty components,
+/// so nothing climbs out of an image root), within Linux's limits.
+pub fn absolute_path(path: &str) -> Result<(), String> {
     single_line(path)?;
     if !path.starts_with('/') {
         return Err(format!("{path:?} must be an absolute path"));
@@ -421,7 +422,12 @@ pub fn path_under(path: &str, roots: &[&str]) -> Result<(), String> {
             "{path:?} must be a normalised path (no `.`, `..` or `//`)"
         ));
     }
-    path_fits(path)?;
+    path_fits(path)
+}
+
+/// A path the puppet module may write: absolute, normalised, under one of `roots`.
+pub fn path_under(path: &str, roots: &[&str]) -> Result<(), String> {
+    absolute_path(path)?;
     if roots.iter().any(|root| {
         path.len() > root.len() && path.starts_with(root) && path[root.len()..].starts_with('/')
     }) {
@@ -573,4 +579,100 @@ mod tests {
         assert!(path_under("/etc/puppetx/a", &roots).is_err());
         assert!(path_under("etc/puppet/a", &roots).is_err());
     }
+}
+
+/// A user or group name as Debian's useradd and adduser accept it: a letter, digit or `_`
+/// first, then letters, digits, `_`, `.`, `-`, an optional final `$` (Samba machine accounts),
+/// at most 32 bytes. No name may be all digits: it would read as an id.
+pub fn account_name(name: &str) -> Result<(), String> {
+    let body = name.strip_suffix('$').unwrap_or(name);
+    let first_ok = body
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    let rest_ok = body
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if name.len() > 32 || !first_ok || !rest_ok || body.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!(
+            "{name:?} is not a user or group name (letters, digits, `_`, `.`, `-`, at most 32, \
+             not all digits)"
+        ));
+    }
+    Ok(())
+}
+
+/// One item of `bootcmd` or `runcmd`: a shell line, or an argv whose words are quoted.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum ShellCommand {
+    Line(String),
+    Argv(Vec<String>),
+}
+
+impl<'de> serde::Deserialize<'de> for ShellCommand {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CommandVisitor;
+        impl<'de> serde::de::Visitor<'de> for CommandVisitor {
+            type Value = ShellCommand;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a shell line (text) or an argv (a list of text)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ShellCommand, E> {
+                Ok(ShellCommand::Line(v.to_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ShellCommand, A::Error> {
+                let mut words = Vec::new();
+                while let Some(word) = seq.next_element::<String>()? {
+                    words.push(word);
+                }
+                Ok(ShellCommand::Argv(words))
+            }
+        }
+        deserializer.deserialize_any(CommandVisitor)
+    }
+}
+
+impl ShellCommand {
+    /// The item as a line of a `/bin/sh` script, as cloud-init's `shellify` writes it: a line
+    /// as given, an argv with every word in single quotes.
+    pub fn script_line(&self) -> String {
+        match self {
+            ShellCommand::Line(line) => line.clone(),
+            ShellCommand::Argv(words) => words
+                .iter()
+                .map(|w| format!("'{}'", w.replace('\'', "'\\''")))
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+
+    /// A script's text cannot hold NUL, and an empty argv is no command.
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            ShellCommand::Argv(words) if words.is_empty() => {
+                Err("an empty list is no command".into())
+            }
+            ShellCommand::Line(text) if text.contains('\0') => {
+                Err("a shell line cannot hold a NUL byte".into())
+            }
+            ShellCommand::Argv(words) if words.iter().any(|w| w.contains('\0')) => {
+                Err("a word cannot hold a NUL byte".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The `/bin/sh` script of a list of commands (cloud-init's `shellify`).
+pub fn shell_script(commands: &[ShellCommand]) -> String {
+    let mut script = String::from("#!/bin/sh\n");
+    for command in commands {
+        script.push_str(&command.script_line());
+        script.push('\n');
+    }
+    script
 }

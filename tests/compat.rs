@@ -118,6 +118,19 @@ fn cloudcfg_facts(case_dir: &Path, meta: &serde_json::Value) -> Option<FactMap> 
             } => {
                 files.insert(path.clone(), (mode.clone(), content.text.clone()));
             }
+            ActionKind::WriteUserFile {
+                path,
+                mode,
+                content,
+                content_base64,
+                ..
+            } => {
+                let text = content.iter().chain(content_base64).map(|t| t.text.clone());
+                files.insert(path.clone(), (mode.clone(), text.collect()));
+            }
+            ActionKind::RunScript { path, .. } => {
+                command_fact(&mut out, std::slice::from_ref(path), &BTreeMap::new(), None);
+            }
             ActionKind::FetchKey {
                 keyid,
                 keyserver,

@@ -38,6 +38,7 @@ fn apply_files_only(image_root: bool) -> (tempfile::TempDir, tempfile::TempDir, 
         root: root.path().to_path_buf(),
         image_root,
         force: false,
+        run_scripts: false,
         datasource: "ec2".into(),
         instance_id: "i-report".into(),
         boot_id: "boot-report".into(),
@@ -77,7 +78,7 @@ fn a_run_reports_in_cloudcfg_and_cloud_init_shapes() {
         .expect("apt_configure is reported");
     assert_eq!(apt["status"], "ok");
     // Modules without actions are reported too, as skipped.
-    assert_eq!(modules[0]["name"], "apt_pipelining");
+    assert_eq!(modules[0]["name"], "bootcmd");
     assert_eq!(modules[0]["status"], "skipped");
     assert!(status["started"].as_str().unwrap().ends_with('Z'));
     let result = read_json(&run.path().join("cloudcfg/result.json"));

@@ -15,6 +15,10 @@ pub struct Facts {
     pub arch: String,
 }
 
+/// Each instance's state directory lies here (contract.md, "Paths and modes"): its user data,
+/// its markers and the scripts its user data brought (`scripts/`).
+pub const INSTANCES_DIR: &str = "/var/lib/cloudcfg/instances";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Distro {
     Debian,
@@ -33,6 +37,12 @@ impl Facts {
             Some(r) if UBUNTU_SERIES.contains(&r.as_str()) => Distro::Ubuntu,
             _ => Distro::Debian,
         }
+    }
+
+    /// The instance's state directory, which scripts are kept in.
+    pub fn instance_dir(&self, why: &str) -> Result<String, PlanError> {
+        let id = self.require(&self.instance_id, "--instance-id", why)?;
+        Ok(format!("{INSTANCES_DIR}/{id}"))
     }
 
     /// A fact the plan cannot do without, or the usage error that names its flag.

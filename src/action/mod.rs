@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Serialize, Serializer};
 
-pub use self::facts::{Distro, Facts, PlanError};
+pub use self::facts::{Distro, Facts, INSTANCES_DIR, PlanError};
 
 /// cloud-init's boot stages, in the order they run: `init` before the network is needed
 /// (host keys, users, hostname, bootcmd, write_files), `config` (apt configuration, runcmd's
@@ -117,6 +117,28 @@ pub enum ActionKind {
         #[serde(skip_serializing_if = "Option::is_none")]
         ok_exit_codes: Option<Vec<i32>>,
     },
+    /// Write a file of the user's (`write_files`): owner and group are names, resolved in the
+    /// target's passwd and group when it is written; the content is text, or base64 when it is
+    /// not UTF-8; `append` adds it to the end of what is there.
+    WriteUserFile {
+        path: String,
+        /// Four octal digits.
+        mode: String,
+        owner: String,
+        group: String,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        append: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        content: Option<Text>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        content_base64: Option<Text>,
+    },
+    /// Run a script the plan wrote (bootcmd, runcmd, user-data scripts) with this environment
+    /// added. Never in an image root unless apply is asked to (`--run-scripts`).
+    RunScript {
+        path: String,
+        env: BTreeMap<String, String>,
+    },
     /// Fetch an OpenPGP key (by id from a keyserver, or a PPA's key through Launchpad), check
     /// that its fingerprint is the one asked for, and write it armored to `dest`.
     FetchKey {
@@ -153,6 +175,44 @@ pub struct Action {
     pub kind: ActionKind,
 }
 
+impl ActionKind {
+    /// A `write_user_file` of these bytes: as text when they are UTF-8, else as base64. A
+    /// sensitive file's content is a secret (redacted in plans and logs).
+    pub fn user_file(
+        path: impl Into<String>,
+        mode: u32,
+        (owner, group): (String, String),
+        append: bool,
+        bytes: Vec<u8>,
+        sensitive: bool,
+    ) -> ActionKind {
+        let text = |t: String| {
+            if sensitive {
+                Text::secret(t)
+            } else {
+                Text::plain(t)
+            }
+        };
+        let (content, content_base64) = match String::from_utf8(bytes) {
+            Ok(utf8) => (Some(text(utf8)), None),
+            Err(e) => {
+                use base64::Engine;
+                let encoded = base64::engine::general_purpose::STANDARD.encode(e.into_bytes());
+                (None, Some(text(encoded)))
+            }
+        };
+        ActionKind::WriteUserFile {
+            path: path.into(),
+            mode: format!("{mode:04o}"),
+            owner,
+            group,
+            append,
+            content,
+            content_base64,
+        }
+    }
+}
+
 impl Action {
     /// The same action with every secret replaced, for output and logs.
     pub fn redacted(&self) -> Action {
@@ -182,6 +242,23 @@ impl Action {
                 stdin: stdin.as_ref().map(redact),
                 ok_exit_codes: ok_exit_codes.clone(),
             },
+            ActionKind::WriteUserFile {
+                path,
+                mode,
+                owner,
+                group,
+                append,
+                content,
+                content_base64,
+            } => ActionKind::WriteUserFile {
+                path: path.clone(),
+                mode: mode.clone(),
+                owner: owner.clone(),
+                group: group.clone(),
+                append: *append,
+                content: content.as_ref().map(redact),
+                content_base64: content_base64.as_ref().map(redact),
+            },
             other => other.clone(),
         };
         Action {
@@ -194,9 +271,9 @@ impl Action {
     /// Paths this action writes (for checks and tests).
     pub fn written_paths(&self) -> Vec<&str> {
         match &self.kind {
-            ActionKind::WriteFile { path, .. } | ActionKind::EditIni { path, .. } => {
-                vec![path.as_str()]
-            }
+            ActionKind::WriteFile { path, .. }
+            | ActionKind::WriteUserFile { path, .. }
+            | ActionKind::EditIni { path, .. } => vec![path.as_str()],
             ActionKind::FetchKey { dest, .. } => vec![dest.as_str()],
             _ => Vec::new(),
         }

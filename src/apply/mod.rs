@@ -75,6 +75,8 @@ pub struct ApplyOptions {
     pub user_data: Vec<u8>,
     pub instance_data: serde_json::Value,
     pub runner: RunnerConfig,
+    /// In an image root, scripts (bootcmd, runcmd, user scripts) run only when asked.
+    pub run_scripts: bool,
     pub launchpad_api: String,
     pub default_keyserver: String,
     pub runtime_dir: PathBuf,
@@ -149,6 +151,30 @@ fn owner_ids(path: &str, owner: &str, group: &str) -> Result<(u32, u32), ActionE
     }
 }
 
+/// The id of a user or group by name in the target's passwd or group file: owners of the
+/// user's files are the target's accounts (the users module made them), never the host's.
+fn account_id(writer: &Writer, file: &str, name: &str) -> Result<u32, ActionError> {
+    if name == "root" {
+        return Ok(0);
+    }
+    let unreadable = |reason: String| ActionError::Target {
+        path: file.to_owned(),
+        reason,
+    };
+    let text = writer
+        .read(file)?
+        .ok_or_else(|| unreadable("does not exist".into()))?;
+    String::from_utf8_lossy(&text)
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split(':');
+            (fields.next() == Some(name))
+                .then(|| fields.nth(1).and_then(|id| id.parse().ok()))
+                .flatten()
+        })
+        .ok_or_else(|| unreadable(format!("no account {name:?}")))
+}
+
 impl Executor<'_> {
     fn systemd_running(&self) -> bool {
         !self.opts.image_root && self.opts.root.join("run/systemd/system").is_dir()
@@ -193,6 +219,45 @@ impl Executor<'_> {
                     .write(path, content.text.as_bytes(), mode, uid, gid)?;
                 self.log
                     .line(&format!("write {path} ({mode:04o}): {outcome:?}"));
+            }
+            ActionKind::WriteUserFile {
+                path,
+                mode,
+                owner,
+                group,
+                append,
+                content,
+                content_base64,
+            } => {
+                let mode = u32::from_str_radix(mode, 8).unwrap_or(0o644);
+                let uid = account_id(&self.writer, "/etc/passwd", owner)?;
+                let gid = account_id(&self.writer, "/etc/group", group)?;
+                let mut bytes = match (content, content_base64) {
+                    (Some(text), _) => text.text.as_bytes().to_vec(),
+                    (None, Some(encoded)) => {
+                        use base64::Engine;
+                        base64::engine::general_purpose::STANDARD
+                            .decode(&encoded.text)
+                            .map_err(|e| ActionError::Target {
+                                path: path.clone(),
+                                reason: format!("planned content is not base64: {e}"),
+                            })?
+                    }
+                    (None, None) => Vec::new(),
+                };
+                if *append && let Some(mut old) = self.writer.read(path)? {
+                    old.extend_from_slice(&bytes);
+                    bytes = old;
+                }
+                let outcome = self.writer.write(path, &bytes, mode, uid, gid)?;
+                self.log.line(&format!(
+                    "write {path} ({mode:04o} {owner}:{group}): {outcome:?}"
+                ));
+            }
+            ActionKind::RunScript { path, env } => {
+                self.log.line(&format!("script {path}"));
+                self.runner
+                    .run(std::slice::from_ref(path), env, None, &[0], &mut self.log)?;
             }
             ActionKind::Command {
                 argv,
@@ -401,6 +466,15 @@ fn plan_secrets(plan: &Plan) -> Vec<String> {
     for action in &plan.actions {
         match &action.kind {
             ActionKind::WriteFile { content, .. } => secrets.extend(content.secrets.clone()),
+            ActionKind::WriteUserFile {
+                content,
+                content_base64,
+                ..
+            } => {
+                for text in content.iter().chain(content_base64) {
+                    secrets.extend(text.secrets.clone());
+                }
+            }
             ActionKind::Command { stdin: Some(t), .. } => secrets.extend(t.secrets.clone()),
             _ => {}
         }
@@ -474,6 +548,22 @@ pub fn apply(plan: &Plan, opts: &ApplyOptions) -> Result<Outcome, ApplyError> {
         }
         if actions.is_empty() {
             report_skip(&mut status, "nothing to do".into());
+            continue;
+        }
+        let runs_scripts = actions
+            .iter()
+            .any(|a| matches!(a.kind, ActionKind::RunScript { .. }));
+        if runs_scripts && opts.image_root && !opts.run_scripts {
+            // Not marked done: the instance's first boot runs the module.
+            let reason = "scripts are not run in an image root without --run-scripts";
+            exec.log
+                .line(&format!("{}: skipped, {reason}", module.name));
+            exec.warnings.push(format!(
+                "{}: skipped, {reason}; the first boot runs them",
+                module.name
+            ));
+            report_skip(&mut status, reason.into());
+            reporter.write(&status);
             continue;
         }
         let started = now();
@@ -560,6 +650,7 @@ mod tests {
             root: root.to_path_buf(),
             image_root: true,
             force: false,
+            run_scripts: false,
             datasource: "none".into(),
             instance_id: "i-test".into(),
             boot_id: "boot-test".into(),

@@ -18,7 +18,7 @@ use crate::action::{Frequency, ModuleEntry};
 use crate::writer::{WriteError, Writer};
 
 pub const STATE_DIR: &str = "/var/lib/cloudcfg";
-pub const STATE_ROOT: &str = "/var/lib/cloudcfg/instances";
+pub const STATE_ROOT: &str = crate::action::INSTANCES_DIR;
 const ONCE_DIR: &str = "/var/lib/cloudcfg/once";
 const BOOT_DIR: &str = "/var/lib/cloudcfg/boot";
 

@@ -92,6 +92,10 @@ pub enum Command {
         /// Run modules that already succeeded for this instance again.
         #[arg(long)]
         force: bool,
+        /// With --root: run bootcmd, runcmd and the user's scripts chrooted into DIR too.
+        /// Without it they are kept for the first boot, which runs them.
+        #[arg(long, requires = "root")]
+        run_scripts: bool,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },

@@ -20,6 +20,7 @@ pub fn apply_command(
     root: Option<&Path>,
     fact_args: &FactArgs,
     dry_run: bool,
+    run_scripts: bool,
     force: bool,
     format: Format,
 ) -> Result<u8, CliError> {
@@ -40,6 +41,7 @@ pub fn apply_command(
         datasource: "none",
         instance_data,
         force,
+        run_scripts,
         format,
     })
 }
@@ -62,6 +64,7 @@ struct Applying<'a> {
     datasource: &'a str,
     instance_data: serde_json::Value,
     force: bool,
+    run_scripts: bool,
     format: Format,
 }
 
@@ -94,6 +97,7 @@ fn apply_loaded(a: Applying<'_>) -> Result<u8, CliError> {
         root: a.root.unwrap_or(Path::new("/")).to_path_buf(),
         image_root: a.root.is_some(),
         force: a.force,
+        run_scripts: a.run_scripts,
         datasource: a.datasource.to_owned(),
         instance_id,
         user_data: a.user_data,
@@ -241,6 +245,7 @@ fn boot(
         datasource: name,
         instance_data,
         force: false,
+        run_scripts: false,
         format: Format::Text,
     })
 }

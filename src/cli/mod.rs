@@ -98,6 +98,7 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             facts,
             dry_run,
             force,
+            run_scripts,
             format,
         } => apply_command(
             cli.config.as_deref(),
@@ -105,6 +106,7 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             root.as_deref(),
             facts,
             *dry_run,
+            *run_scripts,
             *force,
             *format,
         ),

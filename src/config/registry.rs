@@ -30,7 +30,6 @@ pub const CLOUD_INIT_KEYS_NOT_HANDLED: &[&str] = &[
     "apk_repos",
     "apt_reboot_if_required",
     "autoinstall",
-    "bootcmd",
     "byobu_by_default",
     "ca-certs",
     "ca_certs",
@@ -83,7 +82,6 @@ pub const CLOUD_INIT_KEYS_NOT_HANDLED: &[&str] = &[
     "resolv_conf",
     "rh_subscription",
     "rsyslog",
-    "runcmd",
     "salt_minion",
     "snap",
     "spacewalk",
@@ -108,7 +106,6 @@ pub const CLOUD_INIT_KEYS_NOT_HANDLED: &[&str] = &[
     "users",
     "vendor_data",
     "wireguard",
-    "write_files",
     "yum_repos",
     "zypper",
 ];

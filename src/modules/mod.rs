@@ -69,8 +69,13 @@ macro_rules! registry {
 }
 
 registry! {
+    bootcmd::Bootcmd,
+    write_files::WriteFiles,
     apt_pipelining::AptPipelining,
     apt_configure::AptConfigure,
+    runcmd::Runcmd,
     package_update_upgrade_install::PackageUpdateUpgradeInstall,
+    write_files_deferred::WriteFilesDeferred,
     puppet::Puppet,
+    scripts_user::ScriptsUser,
 }

@@ -105,8 +105,9 @@ pub fn upgrade_setting(config: &PackageUpdateUpgradeInstall) -> bool {
 fn update_reasons(needs: &[Need]) -> Vec<String> {
     needs
         .iter()
-        .map(|need| match need {
-            Need::PackageLists(reason) => reason.clone(),
+        .filter_map(|need| match need {
+            Need::PackageLists(reason) => Some(reason.clone()),
+            _ => None,
         })
         .collect()
 }

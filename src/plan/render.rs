@@ -1,6 +1,6 @@
 //! The plan as a person reads it: a change summary, one line per action.
 
-use crate::action::{Action, ActionKind, Plan};
+use crate::action::{Action, ActionKind, Plan, Text};
 
 fn quote(arg: &str) -> String {
     let safe = !arg.is_empty()
@@ -43,6 +43,36 @@ pub fn describe(action: &Action) -> String {
                 "write   {path} ({mode} {owner}:{group}, {}{sensitive})",
                 lines(&content.text)
             )
+        }
+        ActionKind::WriteUserFile {
+            path,
+            mode,
+            owner,
+            group,
+            append,
+            content,
+            content_base64,
+        } => {
+            let size = match (content, content_base64) {
+                (Some(text), _) => lines(&text.text),
+                (None, Some(encoded)) => format!("{} bytes of base64", encoded.text.len()),
+                (None, None) => "empty".to_owned(),
+            };
+            let verb = if *append { "append  " } else { "write   " };
+            let sensitive = if content.iter().chain(content_base64).any(Text::is_sensitive) {
+                ", holds secrets"
+            } else {
+                ""
+            };
+            format!("{verb}{path} ({mode} {owner}:{group}, {size}{sensitive})")
+        }
+        ActionKind::RunScript { path, env } => {
+            let mut out = String::from("script  ");
+            for (k, v) in env {
+                out.push_str(&format!("{k}={} ", quote(v)));
+            }
+            out.push_str(&quote(path));
+            out
         }
         ActionKind::Command {
             argv,

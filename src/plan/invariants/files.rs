@@ -10,7 +10,11 @@ use crate::action::Text;
 use crate::module::Module;
 use crate::modules::apt_configure::AptConfigure;
 use crate::modules::apt_pipelining::{AptPipelining, PIPELINING_FILE};
+use crate::modules::bootcmd::Bootcmd;
 use crate::modules::puppet::Puppet;
+use crate::modules::runcmd::Runcmd;
+use crate::modules::write_files::WriteFiles;
+use crate::modules::write_files_deferred::WriteFilesDeferred;
 
 /// Where user-given puppet paths may lie (contract.md, "Paths and modes").
 pub const PUPPET_ROOTS: &[&str] = &[
@@ -77,7 +81,13 @@ pub fn allowed_path(module: &str, path: &str) -> Result<(), String> {
         path.strip_prefix(root)
             .is_some_and(|rest| rest.len() > 1 && rest.starts_with('/'))
     });
+    let script = super::scripts::instance_script(path);
     let allowed = (module == AptConfigure::NAME && apt)
+        // The user's own files may lie anywhere the path rules allow.
+        || module == WriteFiles::NAME
+        || module == WriteFilesDeferred::NAME
+        || (module == Bootcmd::NAME && script && path.ends_with("/bootcmd"))
+        || (module == Runcmd::NAME && script && path.ends_with("/scripts/runcmd"))
         || (module == Puppet::NAME && puppet)
         || (module == AptPipelining::NAME && path == PIPELINING_FILE);
     match allowed {
@@ -96,13 +106,15 @@ pub fn check_writes_once<'p>(
 ) -> Result<(), Violation> {
     let kind = match &action.kind {
         ActionKind::WriteFile { .. } => "write_file",
+        // Entries of write_files may name one path several times, appending or replacing.
+        ActionKind::WriteUserFile { .. } => "write_user_file",
         ActionKind::FetchKey { .. } => "fetch_key",
         ActionKind::EditIni { .. } => "edit_ini",
         _ => return Ok(()),
     };
     for path in action.written_paths() {
         if let Some((first, first_kind)) = writers.insert(path, (i, kind))
-            && !(kind == "edit_ini" && first_kind == "edit_ini")
+            && !(kind == first_kind && matches!(kind, "edit_ini" | "write_user_file"))
         {
             return Err(violation(
                 "written once",
@@ -118,6 +130,15 @@ pub fn check_mode(module: &str, path: &str, mode: &str, content: &Text) -> Resul
     if mode.len() != 4 || !mode.starts_with('0') || !mode.bytes().all(|b| matches!(b, b'0'..=b'7'))
     {
         return Err(format!("{path}: mode {mode:?} is not 4 octal digits"));
+    }
+    let script = matches!(module, "bootcmd" | "runcmd") && super::scripts::instance_script(path);
+    if script {
+        return match mode {
+            "0700" => Ok(()),
+            _ => Err(format!(
+                "{path}: a script kept for the instance is {mode}, not 0700"
+            )),
+        };
     }
     if !matches!(mode, "0644" | "0600") {
         return Err(format!("{path}: mode {mode} is neither 0644 nor 0600"));

@@ -14,6 +14,7 @@ mod commands;
 mod files;
 mod order;
 mod redaction;
+mod scripts;
 mod text;
 mod violation;
 
@@ -25,6 +26,7 @@ use self::commands::{
 use self::files::{allowed_path, check_content, check_credentials, check_mode, check_writes_once};
 use self::order::{check_module_order, check_order};
 use self::redaction::check_redaction;
+use self::scripts::{check_script, check_user_file};
 use crate::action::{ActionKind, Facts, Plan};
 use crate::config::{CloudConfig, Loaded};
 use crate::diag::Report;
@@ -65,6 +67,20 @@ pub fn check(plan: &Plan) -> Result<(), Violation> {
                 check_content(path, content).map_err(|e| violation("content", at, e))?;
                 check_credentials(path, mode, content)
                     .map_err(|e| violation("credentials", at, e))?;
+            }
+            ActionKind::WriteUserFile {
+                path,
+                mode,
+                owner,
+                group,
+                content,
+                content_base64,
+                ..
+            } => check_user_file(path, mode, owner, group, content, content_base64)
+                .map_err(|e| violation("write_user_file", at, e))?,
+            ActionKind::RunScript { path, env } => {
+                check_script(&plan.actions[..i], action.module, path, env)
+                    .map_err(|e| violation("run_script", at, e))?;
             }
             ActionKind::Command {
                 argv,

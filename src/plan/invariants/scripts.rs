@@ -1,0 +1,74 @@
+//! The user's files and scripts: `write_user_file` modes and owners as names, and every script
+//! run is one the plan itself wrote, 0700, in the instance's state directory.
+
+use std::collections::BTreeMap;
+
+use crate::action::{Action, ActionKind, INSTANCES_DIR, Text};
+
+/// A script kept for the instance: `<INSTANCES_DIR>/<id>/bootcmd` or `.../scripts/<name>`.
+pub fn instance_script(path: &str) -> bool {
+    let Some(rest) = path
+        .strip_prefix(INSTANCES_DIR)
+        .and_then(|r| r.strip_prefix('/'))
+    else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split('/').collect();
+    matches!(parts.as_slice(), [id, "bootcmd"] if !id.is_empty())
+        || matches!(parts.as_slice(), [id, "scripts", name] if !id.is_empty() && !name.is_empty())
+}
+
+pub fn check_user_file(
+    path: &str,
+    mode: &str,
+    owner: &str,
+    group: &str,
+    content: &Option<Text>,
+    content_base64: &Option<Text>,
+) -> Result<(), String> {
+    let octal = mode.len() == 4 && mode.bytes().all(|b| matches!(b, b'0'..=b'7'));
+    if !octal {
+        return Err(format!("{path}: mode {mode:?} is not 4 octal digits"));
+    }
+    for name in [owner, group] {
+        crate::values::account_name(name).map_err(|e| format!("{path}: {e}"))?;
+    }
+    if content.is_some() == content_base64.is_some() {
+        return Err(format!(
+            "{path}: exactly one of content and content_base64 is given"
+        ));
+    }
+    let private = u32::from_str_radix(mode, 8).unwrap_or(0) & 0o004 == 0;
+    if private && !content.iter().chain(content_base64).all(Text::is_sensitive) {
+        return Err(format!(
+            "{path} is {mode}, not for others to read, but its content is not redacted"
+        ));
+    }
+    Ok(())
+}
+
+pub fn check_script(
+    before: &[Action],
+    module: &str,
+    path: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<(), String> {
+    if !instance_script(path) {
+        return Err(format!("{path} is not a script of the instance's state"));
+    }
+    let written = before.iter().any(|a| {
+        matches!(&a.kind, ActionKind::WriteFile { path: p, mode, .. } if p == path && mode == "0700")
+    });
+    if !written {
+        return Err(format!(
+            "{module} runs {path}, which no earlier action wrote with mode 0700"
+        ));
+    }
+    if let Some(key) = env
+        .keys()
+        .find(|k| k.is_empty() || !k.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'))
+    {
+        return Err(format!("environment variable {key:?}"));
+    }
+    Ok(())
+}
