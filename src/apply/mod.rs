@@ -17,7 +17,7 @@ pub mod state;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use crate::action::{APT_ENV, Action, ActionKind, Plan, env_map};
+use crate::action::{APT_ENV, Action, ActionKind, Frequency, ModuleEntry, Plan, env_map};
 use crate::report::{ModuleState, Reporter, Status, now};
 
 use self::keys::{KeyError, KeyFetcher};
@@ -433,10 +433,37 @@ impl Executor<'_> {
         Ok(())
     }
 
-    fn run_module(&mut self, actions: &[&Action]) -> Result<(), ActionError> {
+    fn run_module(
+        &mut self,
+        module: &ModuleEntry,
+        actions: &[&Action],
+        state: &InstanceState<'_>,
+    ) -> Result<(), ActionError> {
         let fetched = self.prefetch(actions)?;
+        // Scripts run on after one fails, as cloud-init's run-parts does; the module fails
+        // with the first failure once all have run.
+        let mut script_failure = None;
         let mut next = 0;
         while next < actions.len() {
+            if let ActionKind::RunScript { path, .. } = &actions[next].kind {
+                let once = module.frequency != Frequency::Always;
+                if once && !self.opts.force && state.script_done(path) {
+                    self.log
+                        .line(&format!("script {path}: skipped, it succeeded before"));
+                } else {
+                    match self.execute(actions[next], &fetched) {
+                        Ok(()) if once => state.mark_script_done(path)?,
+                        Ok(()) => {}
+                        Err(e) => {
+                            self.log.line(&format!("script {path}: failed: {e}"));
+                            script_failure.get_or_insert(e);
+                        }
+                    }
+                }
+                self.after_action();
+                next += 1;
+                continue;
+            }
             let batch = match &actions[next].kind {
                 ActionKind::EditIni { path, .. } => actions[next..]
                     .iter()
@@ -456,7 +483,7 @@ impl Executor<'_> {
             }
             next += batch;
         }
-        Ok(())
+        script_failure.map_or(Ok(()), Err)
     }
 }
 
@@ -575,7 +602,7 @@ pub fn apply(plan: &Plan, opts: &ApplyOptions) -> Result<Outcome, ApplyError> {
         exec.log
             .line(&format!("{}: {} actions", module.name, actions.len()));
         let result = exec
-            .run_module(&actions)
+            .run_module(module, &actions, &state)
             .and_then(|()| state.mark_done(module).map_err(ActionError::from));
         let m = status.module_mut(module.name);
         match result {

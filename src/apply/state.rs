@@ -97,6 +97,25 @@ impl<'w> InstanceState<'w> {
             .map(|_| ())
     }
 
+    /// A script's own marker (`scripts-done/<name>` in the instance's directory): of the
+    /// instance's scripts, one that succeeded never runs again when a later one failed.
+    fn script_marker(&self, script: &str) -> String {
+        let name = script.rsplit('/').next().unwrap_or(script);
+        format!("{}/scripts-done/{name}", self.dir)
+    }
+
+    pub fn script_done(&self, script: &str) -> bool {
+        matches!(self.writer.read(&self.script_marker(script)), Ok(Some(_)))
+    }
+
+    pub fn mark_script_done(&self, script: &str) -> Result<(), WriteError> {
+        self.writer.dir(&format!("{}/scripts-done", self.dir), 0o700)?;
+        let text = format!("finished={}\n", crate::report::now());
+        self.writer
+            .write(&self.script_marker(script), text.as_bytes(), 0o600, 0, 0)
+            .map(|_| ())
+    }
+
     /// Keeps the user data exactly as fetched, and what was known about the instance.
     pub fn store(
         &self,

@@ -165,14 +165,20 @@ pub fn load(bytes: &[u8], limits: &Limits) -> Loaded {
     }
     let Some(root) = &user_data.root else {
         report.sort();
+        let mut config = CloudConfig::default();
+        config.scripts_user.parts = user_data.scripts.clone();
         return Loaded {
             user_data,
-            config: Some(CloudConfig::default()),
+            config: Some(config),
             report,
         };
     };
     let ctx = Context::new();
-    let config = type_modules(root, &ctx, &mut report);
+    let mut config = type_modules(root, &ctx, &mut report);
+    if let Some(config) = &mut config {
+        // Script parts are user data beside the cloud-config, not keys of it.
+        config.scripts_user.parts = user_data.scripts.clone();
+    }
     let mut suggestions = 0;
     if let Value::Map(entries) = &root.value {
         for entry in entries {

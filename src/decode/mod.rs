@@ -2,9 +2,10 @@
 //!
 //! Accepted: a `#cloud-config` document, the same gzip-compressed (detected by its magic bytes),
 //! MIME multipart whose `text/cloud-config` parts are merged in order (a later part's top-level
-//! key replaces an earlier one's, cloud-init's default merge), and empty user data. Parts that
-//! cloud-init would run but cloudcfg does not (scripts, includes, boothooks, ...) are reported by
-//! name as warnings, never dropped silently.
+//! key replaces an earlier one's, cloud-init's default merge), shell scripts (`#!`,
+//! `text/x-shellscript`, kept for `scripts_user`), and empty user data. Parts that cloud-init
+//! would run but cloudcfg does not (includes, boothooks, ...) are reported by name as
+//! warnings, never dropped silently.
 
 pub mod de;
 mod raw;
@@ -156,6 +157,16 @@ pub struct UserData {
     pub root: Option<Node>,
     pub duplicates: Vec<(usize, DuplicateKey)>,
     pub warnings: Vec<DecodeWarning>,
+    /// Shell-script parts (`#!` user data, `text/x-shellscript`), in part order.
+    pub scripts: Vec<UserScript>,
+}
+
+/// A user-data part that is a script, run by `scripts_user` in the final stage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserScript {
+    /// `part-001` and so on, from the part's index (cloud-init's names for unnamed parts).
+    pub name: String,
+    pub text: String,
 }
 
 impl UserData {
@@ -325,8 +336,15 @@ impl Decoder<'_> {
         let part = self.add_part(content_type, gzip, named)?;
         match content_type {
             "text/cloud-config" => self.cloud_config(part, body),
-            "text/x-shellscript"
-            | "text/x-shellscript-per-boot"
+            "text/x-shellscript" => {
+                let text = utf8_text(self.label(part), body)?;
+                self.out.scripts.push(UserScript {
+                    name: format!("part-{part:03}"),
+                    text: text.to_owned(),
+                });
+                Ok(())
+            }
+            "text/x-shellscript-per-boot"
             | "text/x-shellscript-per-instance"
             | "text/x-shellscript-per-once"
             | "text/cloud-boothook"
@@ -549,10 +567,19 @@ mod tests {
     }
 
     #[test]
-    fn scripts_are_warned_about_by_name() {
+    fn a_script_is_kept_for_scripts_user_under_its_part_name() {
         let ud = decode(b"#!/bin/sh\necho hi\n", &Limits::default()).unwrap();
         assert!(ud.root.is_none());
-        assert!(ud.warnings[0].message.contains("text/x-shellscript"));
+        assert!(ud.warnings.is_empty());
+        assert_eq!(
+            ud.scripts,
+            [UserScript {
+                name: "part-001".into(),
+                text: "#!/bin/sh\necho hi\n".into()
+            }]
+        );
+        let boothook = decode(b"#cloud-boothook\necho hi\n", &Limits::default()).unwrap();
+        assert!(boothook.warnings[0].message.contains("text/cloud-boothook"));
     }
 
     #[test]
@@ -567,7 +594,7 @@ mod tests {
         assert_eq!(packages.pos.part, 3);
         assert!(root.get("apt_upgrade").is_some());
         assert_eq!(ud.parts.len(), 3);
-        assert_eq!(ud.warnings.len(), 1);
-        assert_eq!(ud.warnings[0].part, 2);
+        assert!(ud.warnings.is_empty());
+        assert_eq!(ud.scripts[0].name, "part-002");
     }
 }

@@ -1,16 +1,22 @@
-//! `scripts_user`: runs the instance's scripts (`runcmd`, and the user data's script parts) in
-//! name order, in the final stage (cloud-init's `cc_scripts_user`). It owns no key: the
-//! modules that write scripts name them as needs.
+//! `scripts_user`: runs the instance's scripts in name order in the final stage (cloud-init's
+//! `cc_scripts_user`): the user data's script parts (`part-001`, ...), which it writes into the
+//! instance's scripts directory (0700) first, then `runcmd`, which the runcmd module wrote and
+//! names as a need. It owns no key.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::action::{ActionKind, Frequency, PlanError, Stage};
+use crate::action::{ActionKind, Frequency, PlanError, Stage, Text};
+use crate::decode::UserScript;
 use crate::module::{Module, Need, Planner};
 
-/// No keys of its own.
+/// No keys of its own: the script parts come from the user data itself.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
-pub struct ScriptsUser {}
+pub struct ScriptsUser {
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub parts: Vec<UserScript>,
+}
 
 impl Module for ScriptsUser {
     const NAME: &'static str = "scripts_user";
@@ -26,11 +32,19 @@ impl Module for ScriptsUser {
                 _ => None,
             })
             .collect();
-        if names.is_empty() {
+        if names.is_empty() && self.parts.is_empty() {
             return Ok(());
         }
-        names.sort();
         let dir = planner.facts.instance_dir("the instance's scripts are kept per instance")?;
+        for part in &self.parts {
+            planner.write_file(
+                format!("{dir}/scripts/{}", part.name),
+                0o700,
+                Text::plain(part.text.clone()),
+            );
+            names.push(part.name.clone());
+        }
+        names.sort();
         for name in names {
             planner.push(ActionKind::RunScript {
                 path: format!("{dir}/scripts/{name}"),

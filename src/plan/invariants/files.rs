@@ -13,6 +13,7 @@ use crate::modules::apt_pipelining::{AptPipelining, PIPELINING_FILE};
 use crate::modules::bootcmd::Bootcmd;
 use crate::modules::puppet::Puppet;
 use crate::modules::runcmd::Runcmd;
+use crate::modules::scripts_user::ScriptsUser;
 use crate::modules::write_files::WriteFiles;
 use crate::modules::write_files_deferred::WriteFilesDeferred;
 
@@ -88,6 +89,7 @@ pub fn allowed_path(module: &str, path: &str) -> Result<(), String> {
         || module == WriteFilesDeferred::NAME
         || (module == Bootcmd::NAME && script && path.ends_with("/bootcmd"))
         || (module == Runcmd::NAME && script && path.ends_with("/scripts/runcmd"))
+        || (module == ScriptsUser::NAME && script && path.contains("/scripts/part-"))
         || (module == Puppet::NAME && puppet)
         || (module == AptPipelining::NAME && path == PIPELINING_FILE);
     match allowed {
@@ -131,7 +133,8 @@ pub fn check_mode(module: &str, path: &str, mode: &str, content: &Text) -> Resul
     {
         return Err(format!("{path}: mode {mode:?} is not 4 octal digits"));
     }
-    let script = matches!(module, "bootcmd" | "runcmd") && super::scripts::instance_script(path);
+    let script = [Bootcmd::NAME, Runcmd::NAME, ScriptsUser::NAME].contains(&module)
+        && super::scripts::instance_script(path);
     if script {
         return match mode {
             "0700" => Ok(()),
