@@ -440,6 +440,14 @@ impl Executor<'_> {
         state: &InstanceState<'_>,
     ) -> Result<(), ActionError> {
         let fetched = self.prefetch(actions)?;
+        // Every owner is looked up before the first file is written: a missing account fails
+        // the module with nothing of it written.
+        for action in actions {
+            if let ActionKind::WriteUserFile { owner, group, .. } = &action.kind {
+                account_id(&self.writer, "/etc/passwd", owner)?;
+                account_id(&self.writer, "/etc/group", group)?;
+            }
+        }
         // Scripts run on after one fails, as cloud-init's run-parts does; the module fails
         // with the first failure once all have run.
         let mut script_failure = None;
@@ -690,6 +698,19 @@ mod tests {
         }
     }
 
+    fn run_module(opts: &ApplyOptions, actions: &[&Action]) {
+        let writer = Writer::new(&opts.root);
+        let state = InstanceState::open(&writer, &opts.instance_id, &opts.boot_id).unwrap();
+        let module = ModuleEntry {
+            name: "puppet",
+            stage: crate::action::Stage::Final,
+            frequency: Frequency::PerInstance,
+        };
+        executor(opts)
+            .run_module(&module, actions, &state)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
     #[test]
     fn puppet_conf_old_is_the_true_original_or_nothing() {
         let (uid, gid) = (
@@ -701,9 +722,7 @@ mod tests {
         // Created by the plan: no .old.
         let dir = tempfile::tempdir().unwrap();
         let opts = options(dir.path());
-        executor(&opts)
-            .run_module(&refs)
-            .unwrap_or_else(|e| panic!("{e}"));
+        run_module(&opts, &refs);
         let conf = std::fs::read_to_string(dir.path().join("etc/puppet/puppet.conf")).unwrap();
         assert_eq!(conf, "[agent]\nserver = p\ncertname = c\n");
         assert!(!dir.path().join("etc/puppet/puppet.conf.old").exists());
@@ -714,12 +733,8 @@ mod tests {
         writer
             .write("/etc/puppet/puppet.conf", b"# Debian\n", 0o644, uid, gid)
             .unwrap();
-        executor(&opts)
-            .run_module(&refs)
-            .unwrap_or_else(|e| panic!("{e}"));
-        executor(&opts)
-            .run_module(&refs)
-            .unwrap_or_else(|e| panic!("{e}"));
+        run_module(&opts, &refs);
+        run_module(&opts, &refs);
         let old = std::fs::read_to_string(dir.path().join("etc/puppet/puppet.conf.old")).unwrap();
         assert_eq!(old, "# Debian\n");
     }

@@ -109,7 +109,8 @@ impl<'w> InstanceState<'w> {
     }
 
     pub fn mark_script_done(&self, script: &str) -> Result<(), WriteError> {
-        self.writer.dir(&format!("{}/scripts-done", self.dir), 0o700)?;
+        self.writer
+            .dir(&format!("{}/scripts-done", self.dir), 0o700)?;
         let text = format!("finished={}\n", crate::report::now());
         self.writer
             .write(&self.script_marker(script), text.as_bytes(), 0o600, 0, 0)

@@ -205,7 +205,7 @@ impl Module for PackageUpdateUpgradeInstall {
 
     fn plan(&self, planner: &mut Planner<'_>) -> Result<(), PlanError> {
         let config = self;
-        if update_setting(config) == Some(true) || !planner.needs().is_empty() {
+        if update_setting(config) == Some(true) || !update_reasons(planner.needs()).is_empty() {
             planner.command(apt_get(&["update"]), APT_ENV, None);
         }
         if upgrade_setting(config) {

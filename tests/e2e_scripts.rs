@@ -1,0 +1,322 @@
+//! The user data people send, applied with `cloudcfg apply --root --run-scripts` to an overlay
+//! of the debootstrapped bookworm root: a multipart message of a cloud-config (bootcmd,
+//! write_files now and deferred, runcmd) and a shell script. Real chroot, real /bin/sh, real
+//! useradd; no network.
+
+mod support;
+
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use support::root::{self, Overlay};
+
+const TOOLS: &[&str] = &["debootstrap", "chroot", "mount"];
+
+struct Env {
+    overlay: Overlay,
+    scratch: tempfile::TempDir,
+}
+
+fn setup(test: &str) -> Option<Env> {
+    if !root::can_run(test, TOOLS) {
+        return None;
+    }
+    Some(Env {
+        overlay: Overlay::new(&root::bookworm()),
+        scratch: tempfile::tempdir().unwrap(),
+    })
+}
+
+impl Env {
+    fn run_dir(&self) -> PathBuf {
+        self.scratch.path().join("run")
+    }
+
+    fn apply(
+        &self,
+        user_data: &str,
+        instance: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Output {
+        let ud = self.scratch.path().join("user-data");
+        std::fs::write(&ud, user_data).unwrap();
+        std::fs::create_dir_all(self.run_dir()).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_cloudcfg"))
+            .args(["apply", "--instance-id", instance, "--user-data"])
+            .arg(&ud)
+            .arg("--root")
+            .arg(&self.overlay.root)
+            .args(args)
+            .env("CLOUDCFG_RUNTIME_DIR", self.run_dir())
+            .envs(env.iter().copied())
+            .output()
+            .expect("cloudcfg runs");
+        eprintln!(
+            "apply {instance} {args:?} -> {:?}\n--- stdout\n{}--- stderr\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn modules(&self) -> Vec<(String, String, String)> {
+        let text = std::fs::read_to_string(self.run_dir().join("cloudcfg/status.json")).unwrap();
+        let status: serde_json::Value = serde_json::from_str(&text).unwrap();
+        status["modules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let field = |k: &str| m[k].as_str().unwrap_or_default().to_owned();
+                (field("name"), field("status"), field("reason"))
+            })
+            .collect()
+    }
+
+    fn state_of(&self, module: &str) -> String {
+        self.modules()
+            .into_iter()
+            .find(|(name, ..)| name == module)
+            .map(|(_, state, _)| state)
+            .unwrap_or_else(|| panic!("{module} is not reported"))
+    }
+
+    fn read_or_empty(&self, target: &str) -> String {
+        std::fs::read_to_string(self.overlay.path(target)).unwrap_or_default()
+    }
+
+    fn id_of(&self, file: &str, name: &str) -> u32 {
+        self.overlay
+            .read(file)
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f[0] == name).then(|| f[2].parse().unwrap())
+            })
+            .unwrap_or_else(|| panic!("{name} not in {file}"))
+    }
+}
+
+/// A cloud-config part and a shell-script part, as EC2 launch templates send them. bootcmd
+/// creates the account that write_files then gives its file to (init stage, in that order).
+fn multipart(script: &str, runcmd_extra: &str) -> String {
+    format!(
+        "Content-Type: multipart/mixed; boundary=\"==BOUNDARY==\"\nMIME-Version: 1.0\n\n\
+--==BOUNDARY==\nContent-Type: text/cloud-config; charset=\"us-ascii\"\n\n\
+#cloud-config
+bootcmd:
+  - echo \"boot $INSTANCE_ID\" >> /var/log/boot-ids
+  - [sh, -c, 'id app >/dev/null 2>&1 || useradd --system --user-group app']
+write_files:
+  - path: /etc/app/config.ini
+    content: |
+      [app]
+      name = demo
+    owner: app:app
+    permissions: '0640'
+  - path: /etc/app/banner
+    encoding: b64
+    content: aGVsbG8gZnJvbSBiNjQK
+  - path: /etc/app/deferred
+    content: written in the final stage
+    defer: true
+runcmd:
+  - [sh, -c, 'echo \"runcmd sees $(cat /etc/app/banner)\" >> /var/log/order']
+{runcmd_extra}
+--==BOUNDARY==\nContent-Type: text/x-shellscript; charset=\"us-ascii\"\n\n\
+{script}
+--==BOUNDARY==--\n"
+    )
+}
+
+const GOOD_SCRIPT: &str = "#!/bin/sh\necho part >> /var/log/order\necho script says hello";
+
+fn mode_uid_gid(path: &Path) -> (u32, u32, u32) {
+    let meta = std::fs::metadata(path).unwrap();
+    (meta.mode() & 0o7777, meta.uid(), meta.gid())
+}
+
+#[test]
+fn scripts_and_files_of_a_multipart_user_data_run_in_cloud_inits_order() {
+    let Some(env) = setup("scripts_and_files_of_a_multipart_user_data") else {
+        return;
+    };
+    let user_data = multipart(GOOD_SCRIPT, "");
+
+    // Without --run-scripts an image root keeps the scripts for its first boot.
+    let out = env.apply(&user_data, "i-image", &[], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--run-scripts"), "{stderr}");
+    assert_eq!(env.state_of("bootcmd"), "skipped");
+    assert_eq!(env.state_of("scripts_user"), "skipped");
+    assert_eq!(env.read_or_empty("/var/log/order"), "");
+    let runcmd = env
+        .overlay
+        .path("/var/lib/cloudcfg/instances/i-image/scripts/runcmd");
+    assert_eq!(
+        mode_uid_gid(&runcmd),
+        (0o700, 0, 0),
+        "runcmd's script is kept"
+    );
+    // write_files needs the account bootcmd creates, which did not run: it fails, naming it,
+    // and writes none of its files (the banner, root's, comes after the missing owner's).
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(env.state_of("write_files"), "failed");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no account \"app\""),
+        "the error names the owner"
+    );
+    assert!(!env.overlay.path("/etc/app/banner").exists());
+    assert!(!env.overlay.path("/etc/app/config.ini").exists());
+
+    // First boot, run for real.
+    let out = env.apply(&user_data, "i-first", &["--run-scripts"], &[]);
+    assert!(out.status.success(), "first boot failed");
+    for module in [
+        "bootcmd",
+        "write_files",
+        "runcmd",
+        "write_files_deferred",
+        "scripts_user",
+    ] {
+        assert_eq!(env.state_of(module), "ok", "{module}");
+    }
+    // The script part runs before runcmd (name order), after write_files made the banner.
+    assert_eq!(
+        env.overlay.read("/var/log/order"),
+        "part\nruncmd sees hello from b64\n"
+    );
+    assert_eq!(env.overlay.read("/var/log/boot-ids"), "boot i-first\n");
+    let (uid, gid) = (
+        env.id_of("/etc/passwd", "app"),
+        env.id_of("/etc/group", "app"),
+    );
+    assert_ne!(uid, 0);
+    assert_eq!(
+        mode_uid_gid(&env.overlay.path("/etc/app/config.ini")),
+        (0o640, uid, gid)
+    );
+    assert_eq!(
+        env.overlay.read("/etc/app/config.ini"),
+        "[app]\nname = demo\n"
+    );
+    assert_eq!(
+        mode_uid_gid(&env.overlay.path("/etc/app/banner")),
+        (0o644, 0, 0)
+    );
+    assert_eq!(
+        env.overlay.read("/etc/app/deferred"),
+        "written in the final stage"
+    );
+    let part = env
+        .overlay
+        .path("/var/lib/cloudcfg/instances/i-first/scripts/part-002");
+    assert_eq!(mode_uid_gid(&part), (0o700, 0, 0));
+    // Outputs go to the log, which is private.
+    let log = env.overlay.read("/var/log/cloudcfg.log");
+    assert!(log.contains("script says hello"), "{log}");
+    assert_eq!(
+        mode_uid_gid(&env.overlay.path("/var/log/cloudcfg.log")).0,
+        0o600
+    );
+
+    // The next boot of the same instance: bootcmd again, nothing else.
+    let out = env.apply(&user_data, "i-first", &["--run-scripts"], &[]);
+    assert!(out.status.success());
+    assert_eq!(
+        env.overlay.read("/var/log/boot-ids"),
+        "boot i-first\nboot i-first\n"
+    );
+    assert_eq!(
+        env.overlay.read("/var/log/order"),
+        "part\nruncmd sees hello from b64\n"
+    );
+    assert_eq!(env.state_of("scripts_user"), "skipped");
+}
+
+#[test]
+fn a_failing_script_fails_its_module_and_runs_again_alone_at_the_next_boot() {
+    let Some(env) = setup("a_failing_script_fails_its_module") else {
+        return;
+    };
+    // The script part fails until /etc/app/fixed exists; runcmd after it still runs.
+    let script = "#!/bin/sh\necho part-attempt >> /var/log/order\ntest -e /etc/app/fixed";
+    let user_data = multipart(script, "  - [sh, -c, 'echo later >> /var/log/order']");
+    let out = env.apply(&user_data, "i-fail", &["--run-scripts"], &[]);
+    assert_eq!(out.status.code(), Some(1), "a failed script is exit 1");
+    assert_eq!(env.state_of("scripts_user"), "failed");
+    assert_eq!(env.state_of("write_files_deferred"), "ok");
+    assert_eq!(
+        env.overlay.read("/var/log/order"),
+        "part-attempt\nruncmd sees hello from b64\nlater\n"
+    );
+
+    // Next boot: only the failed script runs again; runcmd, which succeeded, does not.
+    env.overlay.write("/etc/app/fixed", "");
+    let out = env.apply(&user_data, "i-fail", &["--run-scripts"], &[]);
+    assert!(out.status.success());
+    assert_eq!(env.state_of("scripts_user"), "ok");
+    assert_eq!(
+        env.overlay.read("/var/log/order"),
+        "part-attempt\nruncmd sees hello from b64\nlater\npart-attempt\n"
+    );
+}
+
+#[test]
+fn a_run_killed_at_any_point_runs_each_script_once() {
+    let Some(probe) = setup("a_run_killed_at_any_point_runs_each_script_once") else {
+        return;
+    };
+    let user_data = multipart(GOOD_SCRIPT, "");
+    let plan = Command::new(env!("CARGO_BIN_EXE_cloudcfg"))
+        .args([
+            "plan",
+            "--format",
+            "json",
+            "--instance-id",
+            "i-kill",
+            "--user-data",
+            "-",
+        ])
+        .arg("--root")
+        .arg(&probe.overlay.root)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(user_data.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let actions = plan["actions"].as_array().unwrap().len();
+    assert!(actions >= 9, "{actions} actions");
+    drop(probe);
+    for point in 1..actions {
+        let env = setup("a_run_killed_at_any_point_runs_each_script_once").unwrap();
+        let n = point.to_string();
+        let out = env.apply(
+            &user_data,
+            "i-kill",
+            &["--run-scripts"],
+            &[("CLOUDCFG_TEST_KILL_AFTER_ACTION", &n)],
+        );
+        assert_eq!(out.status.signal(), Some(9), "killed after action {point}");
+        let out = env.apply(&user_data, "i-kill", &["--run-scripts"], &[]);
+        assert!(out.status.success(), "rerun after a kill at {point}");
+        assert_eq!(
+            env.overlay.read("/var/log/order"),
+            "part\nruncmd sees hello from b64\n",
+            "killed after action {point}"
+        );
+    }
+}
