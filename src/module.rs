@@ -200,6 +200,23 @@ impl<'a> Planner<'a> {
         });
     }
 
+    /// Runs the image's executables in one of cloud-init's script directories (`per-boot`,
+    /// `per-instance`, `per-once`), in name order, as the target's facts list them.
+    pub fn run_image_scripts(&mut self, dir: &str) {
+        let names = self
+            .facts
+            .image_scripts
+            .get(dir)
+            .cloned()
+            .unwrap_or_default();
+        for name in names {
+            self.push(ActionKind::RunScript {
+                path: format!("{}/{dir}/{name}", crate::action::IMAGE_SCRIPTS_DIR),
+                env: Default::default(),
+            });
+        }
+    }
+
     /// Actions planned so far by every module, in order.
     pub fn actions(&self) -> &[Action] {
         &self.actions

@@ -120,7 +120,35 @@ pub fn resolve(args: &FactArgs, root: &Path) -> Result<Facts, FactsError> {
         fqdn,
         release,
         arch: dpkg_arch().to_owned(),
+        image_scripts: image_scripts(root),
     })
+}
+
+/// The executables in cloud-init's script directories of the root (run-parts takes regular
+/// files with an execute bit; others are ignored, as cloud-init ignores them).
+fn image_scripts(root: &Path) -> std::collections::BTreeMap<String, Vec<String>> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut found = std::collections::BTreeMap::new();
+    for dir in ["per-boot", "per-instance", "per-once"] {
+        let path = in_root(root, &format!("{}/{dir}", crate::action::IMAGE_SCRIPTS_DIR));
+        let Ok(entries) = std::fs::read_dir(&path) else {
+            continue;
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter(|e| {
+                std::fs::symlink_metadata(e.path())
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            })
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| values::plain_file_name(name).is_ok())
+            .collect();
+        names.sort();
+        if !names.is_empty() {
+            found.insert(dir.to_owned(), names);
+        }
+    }
+    found
 }
 
 #[cfg(test)]

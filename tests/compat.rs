@@ -98,6 +98,7 @@ fn cloudcfg_facts(case_dir: &Path, meta: &serde_json::Value) -> Option<FactMap> 
         fqdn: fact("fqdn"),
         release: fact("release"),
         arch: "amd64".into(),
+        ..Facts::default()
     };
     let plan = plan::plan(
         loaded.config.as_ref().unwrap(),

@@ -17,6 +17,7 @@ fn facts_for(text: &str) -> Facts {
         fqdn: Some("Web1.Example.org".into()),
         release: Some("bookworm".into()),
         arch: "amd64".into(),
+        ..Facts::default()
     };
     for line in text.lines() {
         if let Some(spec) = line.strip_prefix("# test-facts:") {
@@ -30,6 +31,11 @@ fn facts_for(text: &str) -> Facts {
                     "instance_id" => facts.instance_id = v,
                     "fqdn" => facts.fqdn = v,
                     "hostname" => facts.hostname = v,
+                    // The image's executables in a cloud-init script directory: `per-boot=a,b`.
+                    dir @ ("per-boot" | "per-instance" | "per-once") => {
+                        let names = v.unwrap().split(',').map(str::to_owned).collect();
+                        facts.image_scripts.insert(dir.to_owned(), names);
+                    }
                     other => panic!("unknown test fact {other}"),
                 }
             }

@@ -19,6 +19,7 @@ fn facts() -> Facts {
         fqdn: Some("web1.example.org".into()),
         release: Some("bookworm".into()),
         arch: "amd64".into(),
+        ..Facts::default()
     }
 }
 

@@ -13,7 +13,14 @@ pub struct Facts {
     /// dpkg's architecture name of the target (`amd64`).
     #[serde(skip)]
     pub arch: String,
+    /// The executables the image keeps in cloud-init's script directories, by directory
+    /// (`per-boot`, `per-instance`, `per-once`), in name order.
+    #[serde(skip)]
+    pub image_scripts: std::collections::BTreeMap<String, Vec<String>>,
 }
+
+/// cloud-init's directories of scripts that images ship, run in the final stage.
+pub const IMAGE_SCRIPTS_DIR: &str = "/var/lib/cloud/scripts";
 
 /// Each instance's state directory lies here (contract.md, "Paths and modes"): its user data,
 /// its markers and the scripts its user data brought (`scripts/`).

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Serialize, Serializer};
 
-pub use self::facts::{Distro, Facts, INSTANCES_DIR, PlanError};
+pub use self::facts::{Distro, Facts, IMAGE_SCRIPTS_DIR, INSTANCES_DIR, PlanError};
 
 /// cloud-init's boot stages, in the order they run: `init` before the network is needed
 /// (host keys, users, hostname, bootcmd, write_files), `config` (apt configuration, runcmd's

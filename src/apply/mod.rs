@@ -455,12 +455,12 @@ impl Executor<'_> {
         while next < actions.len() {
             if let ActionKind::RunScript { path, .. } = &actions[next].kind {
                 let once = module.frequency != Frequency::Always;
-                if once && !self.opts.force && state.script_done(path) {
+                if once && !self.opts.force && state.script_done(module.frequency, path) {
                     self.log
                         .line(&format!("script {path}: skipped, it succeeded before"));
                 } else {
                     match self.execute(actions[next], &fetched) {
-                        Ok(()) if once => state.mark_script_done(path)?,
+                        Ok(()) if once => state.mark_script_done(module.frequency, path)?,
                         Ok(()) => {}
                         Err(e) => {
                             self.log.line(&format!("script {path}: failed: {e}"));

@@ -97,23 +97,32 @@ impl<'w> InstanceState<'w> {
             .map(|_| ())
     }
 
-    /// A script's own marker (`scripts-done/<name>` in the instance's directory): of the
-    /// instance's scripts, one that succeeded never runs again when a later one failed.
-    fn script_marker(&self, script: &str) -> String {
-        let name = script.rsplit('/').next().unwrap_or(script);
-        format!("{}/scripts-done/{name}", self.dir)
+    /// A script's own marker, beside its module's (`scripts-done/` of the instance's or the
+    /// once directory), named by its path: of a module's scripts, one that succeeded never
+    /// runs again when a later one failed.
+    fn script_marker(&self, frequency: Frequency, script: &str) -> (String, String) {
+        let dir = match frequency {
+            Frequency::Once => format!("{ONCE_DIR}/scripts-done"),
+            _ => format!("{}/scripts-done", self.dir),
+        };
+        let name = script.trim_start_matches('/').replace('/', "%");
+        (format!("{dir}/{name}"), dir)
     }
 
-    pub fn script_done(&self, script: &str) -> bool {
-        matches!(self.writer.read(&self.script_marker(script)), Ok(Some(_)))
+    pub fn script_done(&self, frequency: Frequency, script: &str) -> bool {
+        let (marker, _) = self.script_marker(frequency, script);
+        matches!(self.writer.read(&marker), Ok(Some(_)))
     }
 
-    pub fn mark_script_done(&self, script: &str) -> Result<(), WriteError> {
-        self.writer
-            .dir(&format!("{}/scripts-done", self.dir), 0o700)?;
+    pub fn mark_script_done(&self, frequency: Frequency, script: &str) -> Result<(), WriteError> {
+        let (marker, dir) = self.script_marker(frequency, script);
+        if frequency == Frequency::Once {
+            self.writer.dir(ONCE_DIR, 0o700)?;
+        }
+        self.writer.dir(&dir, 0o700)?;
         let text = format!("finished={}\n", crate::report::now());
         self.writer
-            .write(&self.script_marker(script), text.as_bytes(), 0o600, 0, 0)
+            .write(&marker, text.as_bytes(), 0o600, 0, 0)
             .map(|_| ())
     }
 

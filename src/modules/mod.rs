@@ -77,5 +77,8 @@ registry! {
     package_update_upgrade_install::PackageUpdateUpgradeInstall,
     write_files_deferred::WriteFilesDeferred,
     puppet::Puppet,
+    scripts_per_once::ScriptsPerOnce,
+    scripts_per_boot::ScriptsPerBoot,
+    scripts_per_instance::ScriptsPerInstance,
     scripts_user::ScriptsUser,
 }

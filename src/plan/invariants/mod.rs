@@ -174,6 +174,7 @@ pub fn fixed_facts() -> Facts {
         fqdn: Some("fuzz.example.org".into()),
         release: Some("bookworm".into()),
         arch: "amd64".into(),
+        ..Facts::default()
     }
 }
 

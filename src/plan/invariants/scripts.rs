@@ -3,7 +3,19 @@
 
 use std::collections::BTreeMap;
 
-use crate::action::{Action, ActionKind, INSTANCES_DIR, Text};
+use crate::action::{Action, ActionKind, IMAGE_SCRIPTS_DIR, INSTANCES_DIR, Text};
+
+/// An image's script: `/var/lib/cloud/scripts/<per-boot|per-instance|per-once>/<name>`.
+pub fn image_script(path: &str) -> bool {
+    let Some(rest) = path
+        .strip_prefix(IMAGE_SCRIPTS_DIR)
+        .and_then(|r| r.strip_prefix('/'))
+    else {
+        return false;
+    };
+    matches!(rest.split('/').collect::<Vec<_>>().as_slice(),
+        [dir, name] if ["per-boot", "per-instance", "per-once"].contains(dir) && !name.is_empty())
+}
 
 /// A script kept for the instance: `<INSTANCES_DIR>/<id>/bootcmd` or `.../scripts/<name>`.
 pub fn instance_script(path: &str) -> bool {
@@ -53,6 +65,18 @@ pub fn check_script(
     path: &str,
     env: &BTreeMap<String, String>,
 ) -> Result<(), String> {
+    if image_script(path) {
+        let dir = match module {
+            "scripts_per_once" => "per-once",
+            "scripts_per_boot" => "per-boot",
+            "scripts_per_instance" => "per-instance",
+            _ => return Err(format!("{module} may not run the image's script {path}")),
+        };
+        return match path.starts_with(&format!("{IMAGE_SCRIPTS_DIR}/{dir}/")) {
+            true => Ok(()),
+            false => Err(format!("{module} runs {path}, outside {dir}")),
+        };
+    }
     if !instance_script(path) {
         return Err(format!("{path} is not a script of the instance's state"));
     }
