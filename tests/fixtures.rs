@@ -25,6 +25,7 @@ fn facts_for(text: &str) -> Facts {
                 let (k, v) = pair
                     .split_once('=')
                     .expect("test-facts entries are key=value");
+                let names = || v.split(',').map(str::to_owned).collect();
                 let v = Some(v.to_owned());
                 match k {
                     "release" => facts.release = v,
@@ -33,8 +34,7 @@ fn facts_for(text: &str) -> Facts {
                     "hostname" => facts.hostname = v,
                     // The image's executables in a cloud-init script directory: `per-boot=a,b`.
                     dir @ ("per-boot" | "per-instance" | "per-once") => {
-                        let names = v.unwrap().split(',').map(str::to_owned).collect();
-                        facts.image_scripts.insert(dir.to_owned(), names);
+                        facts.image_scripts.insert(dir.to_owned(), names());
                     }
                     other => panic!("unknown test fact {other}"),
                 }
