@@ -129,6 +129,11 @@ fn cloudcfg_facts(case_dir: &Path, meta: &serde_json::Value) -> Option<FactMap> 
                 let text = content.iter().chain(content_base64).map(|t| t.text.clone());
                 files.insert(path.clone(), (mode.clone(), text.collect()));
             }
+            // A console line, not a state of the system.
+            ActionKind::FinalMessage { .. } => {}
+            ActionKind::PowerState { argv, .. } => {
+                command_fact(&mut out, argv, &BTreeMap::new(), None);
+            }
             ActionKind::RunScript { path, .. } => {
                 command_fact(&mut out, std::slice::from_ref(path), &BTreeMap::new(), None);
             }

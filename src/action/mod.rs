@@ -139,6 +139,15 @@ pub enum ActionKind {
         path: String,
         env: BTreeMap<String, String>,
     },
+    /// Print the final message (its `$UPTIME`, `$TIMESTAMP`, `$VERSION`, `$DATASOURCE`
+    /// filled in by apply) to the console and the log.
+    FinalMessage { template: String },
+    /// Run `argv` (shutdown) once the report is written, never in an image root; when a
+    /// `condition` script is given, only if it exits 0.
+    PowerState {
+        argv: Vec<String>,
+        condition: Option<String>,
+    },
     /// Fetch an OpenPGP key (by id from a keyserver, or a PPA's key through Launchpad), check
     /// that its fingerprint is the one asked for, and write it armored to `dest`.
     FetchKey {
@@ -280,6 +289,33 @@ impl Action {
     }
 }
 
+/// The message with its variables filled in.
+pub fn final_message_text(
+    template: &str,
+    uptime: &str,
+    timestamp: &str,
+    datasource: &str,
+) -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    let mut out = template.to_owned();
+    for (name, value) in [
+        ("UPTIME", uptime),
+        ("TIMESTAMP", timestamp),
+        ("VERSION", version),
+        ("DATASOURCE", datasource),
+    ] {
+        for form in [
+            format!("${{{name}}}"),
+            format!("${{{}}}", name.to_lowercase()),
+            format!("${name}"),
+            format!("${}", name.to_lowercase()),
+        ] {
+            out = out.replace(&form, value);
+        }
+    }
+    out
+}
+
 /// A module as the plan runs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ModuleEntry {
@@ -349,4 +385,24 @@ pub fn env_map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect()
+}
+
+#[cfg(test)]
+mod final_message_tests {
+    #[test]
+    fn variables_are_filled_in_every_form() {
+        let text = super::final_message_text(
+            "up $UPTIME s, ${timestamp}, $datasource, v$VERSION",
+            "12.5",
+            "Fri, 04 Dec 2026 20:00:00 +0000",
+            "DataSourceEc2",
+        );
+        assert_eq!(
+            text,
+            format!(
+                "up 12.5 s, Fri, 04 Dec 2026 20:00:00 +0000, DataSourceEc2, v{}",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+    }
 }

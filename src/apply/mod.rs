@@ -87,6 +87,8 @@ pub struct ApplyOptions {
 pub struct Outcome {
     pub status: Status,
     pub warnings: Vec<String>,
+    /// `final_message`, filled in, for the console.
+    pub final_message: Option<String>,
 }
 
 impl Outcome {
@@ -102,6 +104,10 @@ struct Executor<'a> {
     keys: KeyFetcher,
     log: RunLog,
     warnings: Vec<String>,
+    /// The final message, printed by the caller once the run is reported.
+    final_message: Option<String>,
+    /// The shutdown asked for, run once the report is written.
+    power_state: Option<Vec<String>>,
     actions_done: usize,
     kill_after: Option<usize>,
 }
@@ -253,6 +259,41 @@ impl Executor<'_> {
                 self.log.line(&format!(
                     "write {path} ({mode:04o} {owner}:{group}): {outcome:?}"
                 ));
+            }
+            ActionKind::FinalMessage { template } => {
+                let uptime = std::fs::read_to_string("/proc/uptime")
+                    .ok()
+                    .and_then(|t| t.split_whitespace().next().map(str::to_owned))
+                    .unwrap_or_default();
+                let datasource = crate::report::cloud_init_datasource(&self.opts.datasource);
+                let text =
+                    crate::action::final_message_text(template, &uptime, &now(), &datasource);
+                self.log.line(&text);
+                self.final_message = Some(text);
+            }
+            ActionKind::PowerState { argv, condition } => {
+                if self.opts.image_root {
+                    let warning = "power_state: an image root is not powered off or rebooted";
+                    self.log.line(warning);
+                    self.warnings.push(warning.to_owned());
+                    return Ok(());
+                }
+                if let Some(script) = condition {
+                    let argv = ["/bin/sh", "-c", script.as_str()].map(String::from);
+                    if let Err(e) =
+                        self.runner
+                            .run(&argv, &BTreeMap::new(), None, &[0], &mut self.log)
+                    {
+                        self.log
+                            .line(&format!("power_state: condition not met ({e}): no change"));
+                        return Ok(());
+                    }
+                }
+                self.log.line(&format!(
+                    "power_state: after the report, {}",
+                    argv.join(" ")
+                ));
+                self.power_state = Some(argv.clone());
             }
             ActionKind::RunScript { path, env } => {
                 self.log.line(&format!("script {path}"));
@@ -549,6 +590,8 @@ pub fn apply(plan: &Plan, opts: &ApplyOptions) -> Result<Outcome, ApplyError> {
         keys: KeyFetcher::new(&opts.launchpad_api, &opts.default_keyserver),
         log: RunLog::open(&opts.root),
         warnings: Vec::new(),
+        final_message: None,
+        power_state: None,
         actions_done: 0,
         kill_after: std::env::var(KILL_HOOK_ENV)
             .ok()
@@ -644,9 +687,19 @@ pub fn apply(plan: &Plan, opts: &ApplyOptions) -> Result<Outcome, ApplyError> {
     reporter.write(&status);
     reporter.boot_finished(&opts.instance_id);
     exec.log.line(&format!("finished: {:?}", status.status));
+    if let Some(argv) = exec.power_state.take() {
+        // Only now: the report says the run is over before the machine goes down.
+        let mut host = Runner::new(RunnerConfig::default(), Vec::new());
+        if let Err(e) = host.run(&argv, &BTreeMap::new(), None, &[0], &mut exec.log) {
+            let warning = format!("power_state: {e}");
+            exec.log.line(&warning);
+            exec.warnings.push(warning);
+        }
+    }
     Ok(Outcome {
         status,
         warnings: exec.warnings,
+        final_message: exec.final_message,
     })
 }
 
@@ -675,6 +728,8 @@ mod tests {
             keys: KeyFetcher::new("http://127.0.0.1:1", "http://127.0.0.1:1"),
             log: RunLog::discard(),
             warnings: Vec::new(),
+            final_message: None,
+            power_state: None,
             actions_done: 0,
             kill_after: None,
         }

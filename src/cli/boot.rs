@@ -112,6 +112,10 @@ fn apply_loaded(a: Applying<'_>) -> Result<u8, CliError> {
     for w in &outcome.warnings {
         eprintln!("cloudcfg: warning: {w}");
     }
+    if let Some(message) = &outcome.final_message {
+        // The unit sends standard error to the console too, where cloud-init's line is read.
+        eprintln!("{message}");
+    }
     match a.format {
         Format::Text => write_out(&crate::report::status::text(Some(&outcome.status), true)),
         Format::Json => write_out(&format!(

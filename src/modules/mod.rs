@@ -81,4 +81,6 @@ registry! {
     scripts_per_boot::ScriptsPerBoot,
     scripts_per_instance::ScriptsPerInstance,
     scripts_user::ScriptsUser,
+    final_message::FinalMessage,
+    power_state_change::PowerStateChange,
 }

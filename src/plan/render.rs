@@ -66,6 +66,18 @@ pub fn describe(action: &Action) -> String {
             };
             format!("{verb}{path} ({mode} {owner}:{group}, {size}{sensitive})")
         }
+        ActionKind::FinalMessage { template } => format!("message {}", quote(template)),
+        ActionKind::PowerState { argv, condition } => {
+            let when = if condition.is_some() {
+                ", if its condition exits 0"
+            } else {
+                ""
+            };
+            format!(
+                "power   {} (after the report{when})",
+                argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
+            )
+        }
         ActionKind::RunScript { path, env } => {
             let mut out = String::from("script  ");
             for (k, v) in env {

@@ -26,7 +26,7 @@ use self::commands::{
 use self::files::{allowed_path, check_content, check_credentials, check_mode, check_writes_once};
 use self::order::{check_module_order, check_order};
 use self::redaction::check_redaction;
-use self::scripts::{check_script, check_user_file};
+use self::scripts::{check_power_state, check_script, check_user_file};
 use crate::action::{ActionKind, Facts, Plan};
 use crate::config::{CloudConfig, Loaded};
 use crate::diag::Report;
@@ -78,6 +78,14 @@ pub fn check(plan: &Plan) -> Result<(), Violation> {
                 ..
             } => check_user_file(path, mode, owner, group, content, content_base64)
                 .map_err(|e| violation("write_user_file", at, e))?,
+            ActionKind::FinalMessage { template } => {
+                if template.contains('\0') {
+                    return Err(violation("final_message", at, "a NUL byte"));
+                }
+            }
+            ActionKind::PowerState { argv, .. } => {
+                check_power_state(argv).map_err(|e| violation("power_state", at, e))?
+            }
             ActionKind::RunScript { path, env } => {
                 check_script(&plan.actions[..i], action.module, path, env)
                     .map_err(|e| violation("run_script", at, e))?;

@@ -96,3 +96,27 @@ pub fn check_script(
     }
     Ok(())
 }
+
+/// `shutdown -P|-r|-H now|+N [message]`, the message one line.
+pub fn check_power_state(argv: &[String]) -> Result<(), String> {
+    let [command, flag, when, rest @ ..] = argv else {
+        return Err(format!("{argv:?} is too short"));
+    };
+    let when_ok = when == "now"
+        || when
+            .strip_prefix('+')
+            .is_some_and(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()));
+    let message_ok = match rest {
+        [] => true,
+        [message] => crate::values::single_line(message).is_ok() && !message.starts_with('-'),
+        _ => false,
+    };
+    if command != "shutdown"
+        || !["-P", "-r", "-H"].contains(&flag.as_str())
+        || !when_ok
+        || !message_ok
+    {
+        return Err(format!("{argv:?} is not shutdown MODE WHEN [MESSAGE]"));
+    }
+    Ok(())
+}
