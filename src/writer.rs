@@ -188,6 +188,22 @@ impl Writer {
         Ok(host)
     }
 
+    /// Removes a target file, link or directory tree if it exists (links are removed, never
+    /// followed).
+    pub fn remove_tree(&self, target: &str) -> Result<bool, WriteError> {
+        let host = self.host_path(target)?;
+        let result = match fs::symlink_metadata(&host) {
+            Ok(meta) if meta.is_dir() => fs::remove_dir_all(&host),
+            Ok(_) => fs::remove_file(&host),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io(&host, "removing")(e)),
+        }
+    }
+
     /// Removes a target file if it exists.
     pub fn remove(&self, target: &str) -> Result<bool, WriteError> {
         let host = self.host_path(target)?;

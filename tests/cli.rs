@@ -422,3 +422,40 @@ fn a_malformed_key_is_one_diagnostic_even_with_backtraces_on() {
         "{report}"
     );
 }
+
+#[test]
+fn clean_makes_the_next_boot_a_first_boot_and_keeps_the_images_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for path in [
+        "var/lib/cloudcfg/instances/i-1/runcmd.done",
+        "var/lib/cloud/instance/boot-finished",
+        "var/lib/cloud/scripts/per-instance/10-x",
+        "var/log/cloudcfg.log",
+        "etc/machine-id",
+    ] {
+        std::fs::create_dir_all(root.join(path).parent().unwrap()).unwrap();
+        std::fs::write(root.join(path), "x").unwrap();
+    }
+    let root_arg = root.to_str().unwrap();
+    let out = cloudcfg(
+        &["clean", "--root", root_arg, "--logs", "--machine-id"],
+        None,
+    );
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        stdout(&out),
+        "removed /var/lib/cloudcfg\nremoved /var/lib/cloud/instance\n\
+         removed /var/log/cloudcfg.log\nremoved /etc/machine-id (emptied)\n"
+    );
+    assert!(!root.join("var/lib/cloudcfg").exists());
+    assert!(
+        root.join("var/lib/cloud/scripts/per-instance/10-x")
+            .exists()
+    );
+    assert_eq!(std::fs::read(root.join("etc/machine-id")).unwrap(), b"");
+    // A root that is not there is a usage error, not a silent success.
+    let missing = root.join("missing");
+    let out = cloudcfg(&["clean", "--root", missing.to_str().unwrap()], None);
+    assert_eq!(code(&out), 2);
+}

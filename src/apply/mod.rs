@@ -8,6 +8,7 @@
 //! systemd.
 
 pub mod chroot;
+pub mod clean;
 pub mod ini;
 pub mod keys;
 pub mod log;

@@ -109,6 +109,23 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = DatasourceArg::Auto)]
         datasource: DatasourceArg,
     },
+    /// Make the next boot a first boot, like `cloud-init clean`: remove the instance state
+    /// and cloud-init's compatibility files (an image builder's last step). The image's own
+    /// scripts in /var/lib/cloud/scripts are kept.
+    Clean {
+        /// Clean an image root instead of this system.
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// Remove the log, /var/log/cloudcfg.log, too.
+        #[arg(long)]
+        logs: bool,
+        /// Remove the NoCloud seed, /var/lib/cloud/seed, too.
+        #[arg(long)]
+        seed: bool,
+        /// Empty /etc/machine-id, so that systemd makes a new one at the next boot.
+        #[arg(long)]
+        machine_id: bool,
+    },
     /// Report the state of this boot's run, like `cloud-init status`.
     Status {
         /// Wait until the run has finished.

@@ -113,6 +113,35 @@ fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Run { root, datasource } => {
             run_command(cli.config.as_deref(), root.as_deref(), *datasource)
         }
+        Command::Clean {
+            root,
+            logs,
+            seed,
+            machine_id,
+        } => {
+            let root = root.as_deref().unwrap_or(std::path::Path::new("/"));
+            let options = crate::apply::clean::CleanOptions {
+                logs: *logs,
+                seed: *seed,
+                machine_id: *machine_id,
+            };
+            if !root.is_dir() {
+                return Err(CliError::Io {
+                    path: root.display().to_string(),
+                    source: std::io::Error::from(std::io::ErrorKind::NotADirectory),
+                });
+            }
+            let writer = crate::writer::Writer::new(root);
+            let removed =
+                crate::apply::clean::clean(&writer, options).map_err(|e| CliError::Io {
+                    path: root.display().to_string(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+            for what in removed {
+                println!("removed {what}");
+            }
+            Ok(0)
+        }
         Command::Status { wait, long, format } => status_command(*wait, *long, *format),
         Command::Schema { system } => {
             write_out(&if *system {
