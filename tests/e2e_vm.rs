@@ -626,10 +626,12 @@ impl Boot {
             .join("\n")
     }
 
-    /// Commands cloudcfg ran, from /var/log/cloudcfg.log (all boots of this disk so far).
+    /// Commands cloudcfg ran, from /var/log/cloudcfg.log (all boots of this disk so far),
+    /// bootcmd's script aside: it runs at every boot.
     fn commands(&self) -> Vec<String> {
         self.with_prefix("CCVM-LOG")
             .filter_map(|l| l.split_once(" run: ").map(|(_, c)| c.to_owned()))
+            .filter(|c| !c.ends_with("/bootcmd"))
             .collect()
     }
 
@@ -642,6 +644,49 @@ impl Boot {
 
 // ---------------------------------------------------------------------------------------------
 // Shared checks.
+
+/// The user data as a multipart message, as EC2 launch templates send it: the cloud-config,
+/// with bootcmd, write_files and runcmd added, and a shell-script part.
+fn multipart(cloud_config: &str) -> String {
+    format!(
+        "Content-Type: multipart/mixed; boundary=\"==CCVM==\"\nMIME-Version: 1.0\n\n\
+--==CCVM==\nContent-Type: text/cloud-config\n\n{cloud_config}\
+bootcmd:
+  - mkdir -p /var/lib/ccvm && echo \"$INSTANCE_ID\" >> /var/lib/ccvm/boot-ids
+write_files:
+  - path: /var/lib/ccvm/written
+    content: from write_files
+    permissions: '0640'
+runcmd:
+  - [sh, -c, 'echo \"runcmd $(cat /var/lib/ccvm/written)\" >> /var/lib/ccvm/order']
+--==CCVM==\nContent-Type: text/x-shellscript\n\n#!/bin/sh\necho part >> /var/lib/ccvm/order
+--==CCVM==--\n"
+    )
+}
+
+/// What the multipart user data's scripts did, `boots` boots of `instance` in.
+fn assert_scripts_ran(boot: &Boot, instance: &str, boots: usize) {
+    let ctx = format!("{} (serial log {})", boot.label, boot.log_path.display());
+    let modules = boot.modules();
+    assert_eq!(modules["bootcmd"].0, "ok", "{ctx}");
+    assert_eq!(
+        boot.file("/var/lib/ccvm/boot-ids").map(|f| f.1),
+        Some(format!("{instance}\n").repeat(boots)),
+        "{ctx}: bootcmd runs at every boot with INSTANCE_ID"
+    );
+    // The script part first (part-002 sorts before runcmd), once for the instance; runcmd
+    // after write_files.
+    assert_eq!(
+        boot.file("/var/lib/ccvm/order"),
+        Some(("644".into(), "part\nruncmd from write_files\n".into())),
+        "{ctx}"
+    );
+    assert_eq!(
+        boot.file("/var/lib/ccvm/written").map(|f| f.0),
+        Some("640".into()),
+        "{ctx}"
+    );
+}
 
 fn user_data(key_lines: &str) -> String {
     format!(
@@ -792,8 +837,8 @@ fn assert_nothing_reran(boot: &Boot, instance: &str, commands_before: usize) {
     assert_no_stale_marker(boot);
     let ctx = assert_done(boot, instance);
     for (name, (state, reason)) in boot.modules() {
-        if name == "final_message" {
-            // Printed at every boot, as cloud-init does.
+        if name == "final_message" || name == "bootcmd" {
+            // Run at every boot, as cloud-init does.
             assert_eq!(state, "ok", "{ctx}: module {name}");
             continue;
         }
@@ -876,10 +921,10 @@ fn nocloud_first_boot_then_reboot() {
     let started = Instant::now();
     let (repo, server) = repo_server();
     let instance = "iid-vm-nocloud-1";
-    let ud = user_data(&format!(
+    let ud = multipart(&user_data(&format!(
         "      keyid: \"{}\"\n      keyserver: \"{REPO_URL}\"\n",
         repo.fingerprint
-    ));
+    )));
     let scratch = tempfile::tempdir().unwrap();
     let iso = seed_iso(
         scratch.path(),
@@ -895,6 +940,8 @@ fn nocloud_first_boot_then_reboot() {
 
     let first = vm.boot(&spec);
     assert_configured(&first, "nocloud", instance);
+    assert_scripts_ran(&first, instance, 1);
+    assert_eq!(first.modules()["scripts_user"].0, "ok");
     let data: serde_json::Value = serde_json::from_str(
         &first
             .file(&format!(
@@ -931,6 +978,7 @@ fn nocloud_first_boot_then_reboot() {
     server.clear_requests();
     let second = vm.boot(&spec);
     assert_nothing_reran(&second, instance, commands.len());
+    assert_scripts_ran(&second, instance, 2);
     assert_eq!(
         server.requests().len(),
         0,
@@ -972,7 +1020,7 @@ fn nocloud_first_boot_then_reboot() {
 
 /// The fake IMDS: IMDSv2 only (a GET without the session token gets 401), answering the
 /// instance id the test sets.
-fn imds(instance: Arc<Mutex<String>>, user_data: String) -> Server {
+fn imds(instance: Arc<Mutex<String>>, user_data: Arc<Mutex<String>>) -> Server {
     const TOKEN: &str = "AQAEAEX-e2e-vm-session-token==";
     http::serve(move |req: &Request| {
         if req.path == "/latest/api/token" {
@@ -1002,7 +1050,7 @@ fn imds(instance: Arc<Mutex<String>>, user_data: String) -> Server {
                 Response::ok("ip-10-0-0-5.eu-central-1.compute.internal")
             }
             "/latest/meta-data/placement/availability-zone" => Response::ok("eu-central-1a"),
-            "/latest/user-data" => Response::ok(user_data.clone()),
+            "/latest/user-data" => Response::ok(user_data.lock().unwrap().clone()),
             _ => Response::not_found(),
         }
     })
@@ -1010,6 +1058,7 @@ fn imds(instance: Arc<Mutex<String>>, user_data: String) -> Server {
 
 /// EC2: DMI says so (QEMU's SMBIOS), the metadata service is at 169.254.169.254 (no URL
 /// override anywhere), IMDSv2; inline key. Third boot: a new instance id runs everything again.
+/// Fourth: a new instance whose user data is a shell script.
 #[test]
 fn ec2_first_boot_reboot_and_new_instance() {
     const TEST: &str = "e2e_vm::ec2_first_boot_reboot_and_new_instance";
@@ -1021,7 +1070,8 @@ fn ec2_first_boot_reboot_and_new_instance() {
     let key: String = repo.key.lines().map(|l| format!("        {l}\n")).collect();
     let ud = user_data(&format!("      key: |\n{key}"));
     let instance = Arc::new(Mutex::new("i-0e2e0000000000001".to_owned()));
-    let metadata = imds(Arc::clone(&instance), ud.clone());
+    let served = Arc::new(Mutex::new(ud.clone()));
+    let metadata = imds(Arc::clone(&instance), Arc::clone(&served));
     let spec = BootSpec {
         smbios: Some("type=1,manufacturer=Amazon EC2,product=e2e".into()),
         fwd: vec![
@@ -1108,6 +1158,27 @@ fn ec2_first_boot_reboot_and_new_instance() {
         third.fact("instances"),
         "i-0e2e0000000000001 i-0e2e0000000000002"
     );
+
+    // Another instance whose user data is a shell script only, the most common kind on EC2.
+    *instance.lock().unwrap() = "i-0e2e0000000000003".to_owned();
+    *served.lock().unwrap() =
+        "#!/bin/bash\nmkdir -p /var/lib/ccvm\necho \"shell script as $(id -un)\" > /var/lib/ccvm/shell-script\n"
+            .to_owned();
+    let fourth = vm.boot(&spec);
+    let ctx = assert_done(&fourth, "i-0e2e0000000000003");
+    let modules = fourth.modules();
+    assert_eq!(modules["scripts_user"].0, "ok", "{ctx}");
+    assert_eq!(
+        modules["apt_configure"],
+        ("skipped".into(), "nothing to do".into()),
+        "{ctx}"
+    );
+    assert_eq!(
+        fourth.file("/var/lib/ccvm/shell-script").map(|f| f.1),
+        Some("shell script as root\n".into()),
+        "{ctx}"
+    );
+    assert!(fourth.summary().contains("scripts_user: ok"), "{ctx}");
 
     let files = vm.read_back(&["/var/lib/cloudcfg/instances/i-0e2e0000000000002/user-data"]);
     let (mode, kept) = &files["/var/lib/cloudcfg/instances/i-0e2e0000000000002/user-data"];
