@@ -25,7 +25,7 @@ use self::keys::{KeyError, KeyFetcher};
 use self::log::RunLog;
 use self::runner::{RunError, Runner, RunnerConfig};
 use self::state::InstanceState;
-use crate::writer::{WriteError, Writer};
+use crate::writer::{DirSyncs, WriteError, Writer};
 
 /// Set to N (tests only): the process kills itself with SIGKILL right after its N-th action,
 /// to prove that a run killed at any point converges when started again.
@@ -109,6 +109,8 @@ struct Executor<'a> {
     final_message: Option<String>,
     /// The shutdown asked for, run once the report is written.
     power_state: Option<Vec<String>>,
+    /// The module's user files, put on disk once when the module ends, before its marker.
+    dir_syncs: DirSyncs,
     actions_done: usize,
     kill_after: Option<usize>,
 }
@@ -256,7 +258,14 @@ impl Executor<'_> {
                     old.extend_from_slice(&bytes);
                     bytes = old;
                 }
-                let outcome = self.writer.write(path, &bytes, mode, uid, gid)?;
+                let outcome = self.writer.write_in_batch(
+                    path,
+                    &bytes,
+                    mode,
+                    uid,
+                    gid,
+                    &mut self.dir_syncs,
+                )?;
                 self.log.line(&format!(
                     "write {path} ({mode:04o} {owner}:{group}): {outcome:?}"
                 ));
@@ -533,6 +542,8 @@ impl Executor<'_> {
             }
             next += batch;
         }
+        // Before the module's marker: what it wrote is on disk.
+        self.dir_syncs.finish()?;
         script_failure.map_or(Ok(()), Err)
     }
 }
@@ -593,6 +604,7 @@ pub fn apply(plan: &Plan, opts: &ApplyOptions) -> Result<Outcome, ApplyError> {
         warnings: Vec::new(),
         final_message: None,
         power_state: None,
+        dir_syncs: DirSyncs::default(),
         actions_done: 0,
         kill_after: std::env::var(KILL_HOOK_ENV)
             .ok()
@@ -731,6 +743,7 @@ mod tests {
             warnings: Vec::new(),
             final_message: None,
             power_state: None,
+            dir_syncs: DirSyncs::default(),
             actions_done: 0,
             kill_after: None,
         }
