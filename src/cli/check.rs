@@ -89,11 +89,30 @@ pub fn plan_command(
     let loaded = load_valid(user_data)?;
     let facts = target::resolve(fact_args, root.unwrap_or(Path::new("/")))?;
     let nothing_to_do = CloudConfig::default();
-    let plan = plan::plan(
+    let mut plan = plan::plan(
         loaded.config.as_ref().unwrap_or(&nothing_to_do),
         &facts,
         &system,
     )?;
+    if root.is_some() {
+        let mut running: Vec<&str> = plan
+            .actions
+            .iter()
+            .filter(|a| matches!(a.kind, crate::action::ActionKind::RunScript { .. }))
+            .map(|a| a.module)
+            .collect();
+        running.dedup();
+        if !running.is_empty() {
+            plan.warnings.push(crate::action::PlanWarning {
+                path: String::new(),
+                message: format!(
+                    "in an image root the scripts of {} run only with `apply --run-scripts`; \
+                     otherwise the first boot runs them",
+                    running.join(", ")
+                ),
+            });
+        }
+    }
     let warnings = loaded.warnings();
     match format {
         // The text form summarises contents and never prints them, secrets or not.

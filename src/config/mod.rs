@@ -167,6 +167,7 @@ pub fn load(bytes: &[u8], limits: &Limits) -> Loaded {
         report.sort();
         let mut config = CloudConfig::default();
         config.scripts_user.parts = user_data.scripts.clone();
+        config.bootcmd.boothooks = user_data.boothooks.clone();
         return Loaded {
             user_data,
             config: Some(config),
@@ -178,6 +179,7 @@ pub fn load(bytes: &[u8], limits: &Limits) -> Loaded {
     if let Some(config) = &mut config {
         // Script parts are user data beside the cloud-config, not keys of it.
         config.scripts_user.parts = user_data.scripts.clone();
+        config.bootcmd.boothooks = user_data.boothooks.clone();
     }
     let mut suggestions = 0;
     if let Value::Map(entries) = &root.value {
@@ -202,7 +204,9 @@ pub fn load(bytes: &[u8], limits: &Limits) -> Loaded {
     }
     if let Some(config) = &config {
         let needs = registry::needs(config);
-        let mut checker = Checker::new(&ctx, &mut report, root.pos, limits, &needs);
+        let mut left = limits.clone();
+        left.max_decompressed_bytes = user_data.budget_left;
+        let mut checker = Checker::new(&ctx, &mut report, root.pos, &left, &needs);
         for module in MODULES {
             (module.check)(config, &mut checker);
         }

@@ -3,9 +3,10 @@
 //! Accepted: a `#cloud-config` document, the same gzip-compressed (detected by its magic bytes),
 //! MIME multipart whose `text/cloud-config` parts are merged in order (a later part's top-level
 //! key replaces an earlier one's, cloud-init's default merge), shell scripts (`#!`,
-//! `text/x-shellscript`, kept for `scripts_user`), and empty user data. Parts that cloud-init
-//! would run but cloudcfg does not (includes, boothooks, ...) are reported by name as
-//! warnings, never dropped silently.
+//! `text/x-shellscript`, kept for `scripts_user`), boothooks (`#cloud-boothook`, kept for
+//! `bootcmd`), and empty user data. Parts that cloud-init would run but cloudcfg does not
+//! (includes, archives, Jinja templates, ...) are reported by name as warnings, never dropped
+//! silently.
 
 pub mod de;
 mod raw;
@@ -159,6 +160,11 @@ pub struct UserData {
     pub warnings: Vec<DecodeWarning>,
     /// Shell-script parts (`#!` user data, `text/x-shellscript`), in part order.
     pub scripts: Vec<UserScript>,
+    /// Boothooks (`#cloud-boothook`, `text/cloud-boothook`), run early in every boot.
+    pub boothooks: Vec<UserScript>,
+    /// What is left of the decompression budget: content that `write_files` decompresses
+    /// counts against the same budget.
+    pub budget_left: usize,
 }
 
 /// A user-data part that is a script, run by `scripts_user` in the final stage.
@@ -344,10 +350,27 @@ impl Decoder<'_> {
                 });
                 Ok(())
             }
+            "text/cloud-boothook" => {
+                let text = utf8_text(self.label(part), body)?;
+                // cloud-init drops the marker line and runs the rest as a program.
+                let rest = match text.split_once('\n') {
+                    Some((first, rest)) if first.trim_end() == "#cloud-boothook" => rest,
+                    _ => text,
+                };
+                let text = if rest.starts_with("#!") {
+                    rest.to_owned()
+                } else {
+                    format!("#!/bin/sh\n{rest}")
+                };
+                self.out.boothooks.push(UserScript {
+                    name: format!("part-{part:03}"),
+                    text,
+                });
+                Ok(())
+            }
             "text/x-shellscript-per-boot"
             | "text/x-shellscript-per-instance"
             | "text/x-shellscript-per-once"
-            | "text/cloud-boothook"
             | "text/x-include-url"
             | "text/x-include-once-url"
             | "text/part-handler"
@@ -473,6 +496,7 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<UserData, DecodeError> {
     };
     decoder.untyped_body(bytes, false, false)?;
     let mut out = decoder.out;
+    out.budget_left = decoder.budget;
     out.root = merge_roots(decoder.roots);
     Ok(out)
 }
@@ -579,7 +603,8 @@ mod tests {
             }]
         );
         let boothook = decode(b"#cloud-boothook\necho hi\n", &Limits::default()).unwrap();
-        assert!(boothook.warnings[0].message.contains("text/cloud-boothook"));
+        assert!(boothook.warnings.is_empty());
+        assert_eq!(boothook.boothooks[0].text, "#!/bin/sh\necho hi\n");
     }
 
     #[test]

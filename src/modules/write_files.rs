@@ -192,6 +192,7 @@ impl Module for WriteFiles {
     const FREQUENCY: Frequency = Frequency::PerInstance;
 
     fn check(&self, cx: &mut Checker<'_>) {
+        // What the user data's own gzip left of the budget.
         let mut budget = cx.limits().max_decompressed_bytes;
         for (i, entry) in self.entries() {
             let at = |field: &str| format!("write_files[{i}].{field}");

@@ -87,7 +87,9 @@ pub fn allowed_path(module: &str, path: &str) -> Result<(), String> {
         // The user's own files may lie anywhere the path rules allow.
         || module == WriteFiles::NAME
         || module == WriteFilesDeferred::NAME
-        || (module == Bootcmd::NAME && script && path.ends_with("/bootcmd"))
+        || (module == Bootcmd::NAME
+            && script
+            && (path.ends_with("/bootcmd") || path.contains("/boothooks/")))
         || (module == Runcmd::NAME && script && path.ends_with("/scripts/runcmd"))
         || (module == ScriptsUser::NAME && script && path.contains("/scripts/part-"))
         || (module == Puppet::NAME && puppet)

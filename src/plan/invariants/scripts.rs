@@ -17,7 +17,8 @@ pub fn image_script(path: &str) -> bool {
         [dir, name] if ["per-boot", "per-instance", "per-once"].contains(dir) && !name.is_empty())
 }
 
-/// A script kept for the instance: `<INSTANCES_DIR>/<id>/bootcmd` or `.../scripts/<name>`.
+/// A script kept for the instance: `<INSTANCES_DIR>/<id>/bootcmd`, `.../scripts/<name>` or
+/// `.../boothooks/<name>`.
 pub fn instance_script(path: &str) -> bool {
     let Some(rest) = path
         .strip_prefix(INSTANCES_DIR)
@@ -27,7 +28,7 @@ pub fn instance_script(path: &str) -> bool {
     };
     let parts: Vec<&str> = rest.split('/').collect();
     matches!(parts.as_slice(), [id, "bootcmd"] if !id.is_empty())
-        || matches!(parts.as_slice(), [id, "scripts", name] if !id.is_empty() && !name.is_empty())
+        || matches!(parts.as_slice(), [id, "scripts" | "boothooks", name] if !id.is_empty() && !name.is_empty())
 }
 
 pub fn check_user_file(
