@@ -101,7 +101,8 @@ impl Env {
     }
 }
 
-/// A cloud-config part and a shell-script part, as EC2 launch templates send them. bootcmd
+/// A cloud-config part, a shell-script part and a boothook, as EC2 launch templates send
+/// them. bootcmd
 /// creates the account that write_files then gives its file to (init stage, in that order).
 fn multipart(script: &str, runcmd_extra: &str) -> String {
     format!(
@@ -129,6 +130,9 @@ runcmd:
 {runcmd_extra}
 --==BOUNDARY==\nContent-Type: text/x-shellscript; charset=\"us-ascii\"\n\n\
 {script}
+--==BOUNDARY==\nContent-Type: text/cloud-boothook; charset=\"us-ascii\"\n\n\
+#cloud-boothook
+echo \"boothook $INSTANCE_ID\" >> /var/log/boothooks
 --==BOUNDARY==--\n"
     )
 }
@@ -191,6 +195,7 @@ fn scripts_and_files_of_a_multipart_user_data_run_in_cloud_inits_order() {
         "part\nruncmd sees hello from b64\n"
     );
     assert_eq!(env.overlay.read("/var/log/boot-ids"), "boot i-first\n");
+    assert_eq!(env.overlay.read("/var/log/boothooks"), "boothook i-first\n");
     let (uid, gid) = (
         env.id_of("/etc/passwd", "app"),
         env.id_of("/etc/group", "app"),
@@ -230,6 +235,10 @@ fn scripts_and_files_of_a_multipart_user_data_run_in_cloud_inits_order() {
     assert_eq!(
         env.overlay.read("/var/log/boot-ids"),
         "boot i-first\nboot i-first\n"
+    );
+    assert_eq!(
+        env.overlay.read("/var/log/boothooks"),
+        "boothook i-first\nboothook i-first\n"
     );
     assert_eq!(
         env.overlay.read("/var/log/order"),
