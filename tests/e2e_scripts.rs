@@ -259,6 +259,8 @@ fn a_failing_script_fails_its_module_and_runs_again_alone_at_the_next_boot() {
     assert_eq!(out.status.code(), Some(1), "a failed script is exit 1");
     assert_eq!(env.state_of("scripts_user"), "failed");
     assert_eq!(env.state_of("write_files_deferred"), "ok");
+    // The module after the failed one still ran.
+    assert_eq!(env.state_of("final_message"), "ok");
     assert_eq!(
         env.overlay.read("/var/log/order"),
         "part-attempt\nruncmd sees hello from b64\nlater\n"
