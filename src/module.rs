@@ -50,7 +50,7 @@ pub enum Need {
     PackageLists(String),
     /// A `write_files` entry with `defer: true`, planned as written by `write_files_deferred`
     /// in the final stage, once users and packages exist.
-    DeferredWrite(ActionKind),
+    DeferredWrite(Box<ActionKind>),
     /// A script in the instance's scripts directory (`runcmd`) for `scripts_user` to run.
     UserScript(String),
 }

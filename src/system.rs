@@ -38,6 +38,26 @@ pub struct Ec2Settings {
     pub deadline_secs: Option<u64>,
 }
 
+/// The image's login user (cloud-init's `system_info.default_user`); every field falls back
+/// to the distribution's cloud-init default.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct DefaultUser {
+    /// Login name (default `debian` on Debian, `ubuntu` on Ubuntu; EC2's Debian images use
+    /// `admin`).
+    pub name: Option<String>,
+    pub gecos: Option<String>,
+    /// Supplementary groups (default cloud-init's list for the distribution).
+    pub groups: Option<Vec<String>>,
+    /// sudoers rules (default `ALL=(ALL) NOPASSWD:ALL`); an empty list gives none.
+    pub sudo: Option<Vec<String>>,
+    /// Login shell (default `/bin/bash`).
+    pub shell: Option<String>,
+    /// Lock the password, so only keys log in (default true).
+    pub lock_passwd: Option<bool>,
+}
+
 /// `/etc/cloudcfg/cloudcfg.yaml`.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(default)]
@@ -57,6 +77,8 @@ pub struct SystemConfig {
     pub dpkg_lock_timeout_secs: Option<u64>,
     /// `apt-get update` attempts on network failures (default 4).
     pub apt_update_attempts: Option<u32>,
+    /// The login user that `users: [default]` and the instance's SSH keys are for.
+    pub default_user: Option<DefaultUser>,
 }
 
 impl SystemConfig {

@@ -121,6 +121,7 @@ pub fn resolve(args: &FactArgs, root: &Path) -> Result<Facts, FactsError> {
         release,
         arch: dpkg_arch().to_owned(),
         image_scripts: image_scripts(root),
+        public_keys: Vec::new(),
     })
 }
 

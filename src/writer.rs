@@ -248,6 +248,12 @@ impl Writer {
         Ok(host)
     }
 
+    /// Gives a target file or directory to `uid:gid`.
+    pub fn chown(&self, target: &str, uid: u32, gid: u32) -> Result<(), WriteError> {
+        let host = self.host_path(target)?;
+        std::os::unix::fs::lchown(&host, Some(uid), Some(gid)).map_err(io(&host, "chown"))
+    }
+
     /// Removes a target file, link or directory tree if it exists (links are removed, never
     /// followed).
     pub fn remove_tree(&self, target: &str) -> Result<bool, WriteError> {

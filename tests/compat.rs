@@ -129,8 +129,12 @@ fn cloudcfg_facts(case_dir: &Path, meta: &serde_json::Value) -> Option<FactMap> 
                 let text = content.iter().chain(content_base64).map(|t| t.text.clone());
                 files.insert(path.clone(), (mode.clone(), text.collect()));
             }
-            // A console line, not a state of the system.
-            ActionKind::FinalMessage { .. } => {}
+            // A console line, not a state of the system; accounts are not recorded yet.
+            ActionKind::FinalMessage { .. }
+            | ActionKind::EnsureGroup { .. }
+            | ActionKind::EnsureUser { .. }
+            | ActionKind::WriteSudoers { .. }
+            | ActionKind::AuthorizedKeys { .. } => {}
             ActionKind::PowerState { argv, .. } => {
                 command_fact(&mut out, argv, &BTreeMap::new(), None);
             }

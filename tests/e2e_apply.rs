@@ -268,6 +268,8 @@ fn apply_configures_apt_debconf_and_packages_then_runs_once_per_instance() {
     // Every other module had nothing to do (no apt_pipelining key: as cloud-init's default
     // "os", apt keeps its own) and was skipped.
     let ran = BTreeMap::from([
+        // The default user, which every config gets, as in cloud-init.
+        ("users_groups".to_owned(), "ok".to_owned()),
         ("apt_configure".to_owned(), "ok".to_owned()),
         ("package_update_upgrade_install".to_owned(), "ok".to_owned()),
         ("final_message".to_owned(), "ok".to_owned()),

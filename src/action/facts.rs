@@ -17,6 +17,10 @@ pub struct Facts {
     /// (`per-boot`, `per-instance`, `per-once`), in name order.
     #[serde(skip)]
     pub image_scripts: std::collections::BTreeMap<String, Vec<String>>,
+    /// The SSH public keys the instance was launched with (the datasource's), for the
+    /// default user.
+    #[serde(skip)]
+    pub public_keys: Vec<String>,
 }
 
 /// cloud-init's directories of scripts that images ship, run in the final stage.

@@ -139,6 +139,39 @@ pub enum ActionKind {
         path: String,
         env: BTreeMap<String, String>,
     },
+    /// Make a group unless the target has it; add those `members` that exist.
+    EnsureGroup { name: String, members: Vec<String> },
+    /// Make a user with useradd, or amend an existing one with usermod (never recreated);
+    /// missing groups are made first. A hash is set with `chpasswd -e` (on standard input,
+    /// a secret); `lock_passwd` locks the password afterwards.
+    EnsureUser {
+        name: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        gecos: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        primary_group: Option<String>,
+        groups: Vec<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        shell: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        homedir: Option<String>,
+        create_home: bool,
+        system: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        uid: Option<u32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        expiredate: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        inactive: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hashed_passwd: Option<Text>,
+        lock_passwd: bool,
+    },
+    /// Write a sudoers drop-in (0440) only after `visudo -cf` accepted it.
+    WriteSudoers { path: String, content: String },
+    /// Add `keys` missing from the user's `~/.ssh/authorized_keys` (0600, `.ssh` 0700, owned
+    /// by the user), keeping the lines already there.
+    AuthorizedKeys { user: String, keys: Vec<String> },
     /// Print the final message (its `$UPTIME`, `$TIMESTAMP`, `$VERSION`, `$DATASOURCE`
     /// filled in by apply) to the console and the log.
     FinalMessage { template: String },
@@ -268,6 +301,16 @@ impl Action {
                 content: content.as_ref().map(redact),
                 content_base64: content_base64.as_ref().map(redact),
             },
+            ActionKind::EnsureUser {
+                hashed_passwd: Some(hash),
+                ..
+            } => {
+                let mut kind = self.kind.clone();
+                if let ActionKind::EnsureUser { hashed_passwd, .. } = &mut kind {
+                    *hashed_passwd = Some(redact(hash));
+                }
+                kind
+            }
             other => other.clone(),
         };
         Action {
@@ -282,6 +325,7 @@ impl Action {
         match &self.kind {
             ActionKind::WriteFile { path, .. }
             | ActionKind::WriteUserFile { path, .. }
+            | ActionKind::WriteSudoers { path, .. }
             | ActionKind::EditIni { path, .. } => vec![path.as_str()],
             ActionKind::FetchKey { dest, .. } => vec![dest.as_str()],
             _ => Vec::new(),

@@ -7,6 +7,7 @@
 //! file, `reconfigure_installed` asks dpkg's status file, the service kinds look for a running
 //! systemd.
 
+mod accounts;
 pub mod chroot;
 pub mod clean;
 pub mod ini;
@@ -305,6 +306,10 @@ impl Executor<'_> {
                 ));
                 self.power_state = Some(argv.clone());
             }
+            ActionKind::EnsureGroup { .. }
+            | ActionKind::EnsureUser { .. }
+            | ActionKind::WriteSudoers { .. }
+            | ActionKind::AuthorizedKeys { .. } => self.account_action(&action.kind)?,
             ActionKind::RunScript { path, env } => {
                 self.log.line(&format!("script {path}"));
                 self.runner
@@ -563,7 +568,11 @@ fn plan_secrets(plan: &Plan) -> Vec<String> {
                     secrets.extend(text.secrets.clone());
                 }
             }
-            ActionKind::Command { stdin: Some(t), .. } => secrets.extend(t.secrets.clone()),
+            ActionKind::Command { stdin: Some(t), .. }
+            | ActionKind::EnsureUser {
+                hashed_passwd: Some(t),
+                ..
+            } => secrets.extend(t.secrets.clone()),
             _ => {}
         }
     }

@@ -214,7 +214,8 @@ fn boot(
     log::info!("datasource {name}: {}", detected.why);
     let data: InstanceData = detected.choice.build().fetch()?;
     critical.instance_id = Some(data.instance_id.clone());
-    let facts = target::resolve(&data.fact_args(), target)?;
+    let mut facts = target::resolve(&data.fact_args(), target)?;
+    facts.public_keys = data.public_keys.clone();
     let mut instance_data = data.to_json();
     instance_data["detected"] = detected.why.clone().into();
     instance_data["facts"] = facts_json(&facts);

@@ -254,6 +254,25 @@ pub fn node_json(node: &Node) -> serde_json::Value {
 }
 
 /// The parsed meta-data: the three keys cloudcfg uses, and all of it as JSON.
+/// NoCloud's `public-keys`: a list of keys, or one key (cloud-init reads both), one line each.
+fn meta_public_keys(meta: &serde_json::Value) -> Vec<String> {
+    let one_per_line = |v: &serde_json::Value| {
+        v.as_str()
+            .map(|text| {
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    match &meta["public-keys"] {
+        serde_json::Value::Array(keys) => keys.iter().flat_map(one_per_line).collect(),
+        other => one_per_line(other),
+    }
+}
+
 #[derive(Debug, Default)]
 struct MetaData {
     instance_id: Option<String>,
@@ -377,7 +396,7 @@ impl Datasource for NoCloud {
             local_hostname,
             hostname: meta.hostname,
             availability_zone: None,
-            public_keys: Vec::new(),
+            public_keys: meta_public_keys(&meta.json),
             user_data: files.user_data,
             meta_data: meta.json,
         })

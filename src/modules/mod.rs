@@ -71,6 +71,7 @@ macro_rules! registry {
 registry! {
     bootcmd::Bootcmd,
     write_files::WriteFiles,
+    users_groups::UsersGroups,
     apt_pipelining::AptPipelining,
     apt_configure::AptConfigure,
     runcmd::Runcmd,

@@ -211,7 +211,7 @@ impl Module for WriteFiles {
         // Budgets were checked; planning decodes without one.
         self.entries()
             .filter(|(_, e)| e.defer == Some(true))
-            .filter_map(|(_, e)| e.action(usize::MAX).map(Need::DeferredWrite))
+            .filter_map(|(_, e)| e.action(usize::MAX).map(|a| Need::DeferredWrite(Box::new(a))))
             .collect()
     }
 

@@ -22,7 +22,7 @@ impl Module for WriteFilesDeferred {
             .needs()
             .iter()
             .filter_map(|need| match need {
-                Need::DeferredWrite(action) => Some(action.clone()),
+                Need::DeferredWrite(action) => Some((**action).clone()),
                 _ => None,
             })
             .collect();

@@ -66,6 +66,48 @@ pub fn describe(action: &Action) -> String {
             };
             format!("{verb}{path} ({mode} {owner}:{group}, {size}{sensitive})")
         }
+        ActionKind::EnsureGroup { name, members } if members.is_empty() => {
+            format!("group   {name}")
+        }
+        ActionKind::EnsureGroup { name, members } => {
+            format!("group   {name} (members {})", members.join(", "))
+        }
+        ActionKind::EnsureUser {
+            name,
+            groups,
+            shell,
+            hashed_passwd,
+            lock_passwd,
+            ..
+        } => {
+            let mut out = format!("user    {name}");
+            if !groups.is_empty() {
+                out.push_str(&format!(" groups {}", groups.join(",")));
+            }
+            if let Some(shell) = shell {
+                out.push_str(&format!(" shell {shell}"));
+            }
+            if hashed_passwd.is_some() {
+                out.push_str(", password hash set");
+            }
+            if *lock_passwd {
+                out.push_str(", password locked");
+            }
+            out
+        }
+        ActionKind::WriteSudoers { path, content } => {
+            format!(
+                "sudoers {path} (0440, {}, checked with visudo)",
+                lines(content)
+            )
+        }
+        ActionKind::AuthorizedKeys { user, keys } => {
+            let n = keys.len();
+            format!(
+                "keys    {n} SSH key{} for {user}",
+                if n == 1 { "" } else { "s" }
+            )
+        }
         ActionKind::FinalMessage { template } => format!("message {}", quote(template)),
         ActionKind::PowerState { argv, condition } => {
             let when = if condition.is_some() {

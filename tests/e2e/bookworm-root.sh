@@ -36,7 +36,8 @@ fi
 SUITE=bookworm
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 VARIANT=minbase
-INCLUDE=systemd-sysv,udev,linux-image-amd64,ifupdown,isc-dhcp-client,iproute2,ca-certificates,kmod,ncurses-base
+# sudo: visudo checks the users module's sudoers drop-in (tests/e2e_user_data.rs, the VM image).
+INCLUDE=systemd-sysv,udev,linux-image-amd64,ifupdown,isc-dhcp-client,iproute2,ca-certificates,kmod,ncurses-base,sudo
 HOSTNAME_=cloudcfg-e2e
 # Bump when the post-debootstrap steps below change: it is part of the stamp.
 RECIPE_VERSION=1

@@ -92,6 +92,7 @@ pub fn allowed_path(module: &str, path: &str) -> Result<(), String> {
             && (path.ends_with("/bootcmd") || path.contains("/boothooks/")))
         || (module == Runcmd::NAME && script && path.ends_with("/scripts/runcmd"))
         || (module == ScriptsUser::NAME && script && path.contains("/scripts/part-"))
+        || (module == "users_groups" && path == crate::modules::users_groups::SUDOERS_FILE)
         || (module == Puppet::NAME && puppet)
         || (module == AptPipelining::NAME && path == PIPELINING_FILE);
     match allowed {
@@ -112,6 +113,7 @@ pub fn check_writes_once<'p>(
         ActionKind::WriteFile { .. } => "write_file",
         // Entries of write_files may name one path several times, appending or replacing.
         ActionKind::WriteUserFile { .. } => "write_user_file",
+        ActionKind::WriteSudoers { .. } => "write_sudoers",
         ActionKind::FetchKey { .. } => "fetch_key",
         ActionKind::EditIni { .. } => "edit_ini",
         _ => return Ok(()),

@@ -78,6 +78,29 @@ pub fn check(plan: &Plan) -> Result<(), Violation> {
                 ..
             } => check_user_file(path, mode, owner, group, content, content_base64)
                 .map_err(|e| violation("write_user_file", at, e))?,
+            ActionKind::EnsureGroup { name, members } => {
+                for n in std::iter::once(name).chain(members) {
+                    crate::values::account_name(n).map_err(|e| violation("group", at, e))?;
+                }
+            }
+            ActionKind::EnsureUser { name, groups, .. } => {
+                for n in std::iter::once(name).chain(groups) {
+                    crate::values::account_name(n).map_err(|e| violation("user", at, e))?;
+                }
+            }
+            ActionKind::WriteSudoers { content, .. } => {
+                if content.lines().any(|l| {
+                    !l.is_empty() && !l.starts_with('#') && l.split_whitespace().count() < 2
+                }) {
+                    return Err(violation("sudoers", at, "a rule line without a rule"));
+                }
+            }
+            ActionKind::AuthorizedKeys { user, keys } => {
+                crate::values::account_name(user).map_err(|e| violation("keys", at, e))?;
+                for key in keys {
+                    crate::values::single_line(key).map_err(|e| violation("keys", at, e))?;
+                }
+            }
             ActionKind::FinalMessage { template } => {
                 if template.contains('\0') {
                     return Err(violation("final_message", at, "a NUL byte"));

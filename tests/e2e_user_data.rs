@@ -1,7 +1,8 @@
 //! The user data people send, applied with `cloudcfg apply --root --run-scripts` to an overlay
 //! of the debootstrapped bookworm root: a multipart message of a cloud-config (bootcmd,
-//! write_files now and deferred, runcmd) and a shell script. Real chroot, real /bin/sh, real
-//! useradd; no network.
+//! write_files now and deferred, runcmd), a shell script and a boothook; users, groups, sudo
+//! rules and SSH keys. Real chroot, real /bin/sh, useradd, usermod, chpasswd and visudo; no
+//! network.
 
 mod support;
 
@@ -330,4 +331,159 @@ fn a_run_killed_at_any_point_runs_each_script_once() {
             "killed after action {point}"
         );
     }
+}
+
+const ALICE_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKt9vWqlO3X9UFJ6dJkH0RqM4nYk2m6Hc4pVx1bD0aQe alice@laptop";
+const ADMIN_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBkl8Jv0yKp3yQ0d2m5Qz6b0m9Hq1bS1Xz0kVq3WmZcB admin@ops";
+const HASH: &str = "$6$rounds=4096$saltsalt$3xOmQmqbHTNAX2yEkIJm5yyWUJJgX8yOnc9CdwGc6Mm4HQV4Fb8sVe1OLzdeuArwm3JC6PYS5ILYB8v0z/Oyt.";
+
+fn users_data(alice_sudo: &str) -> String {
+    format!(
+        "#cloud-config
+groups:
+  - admingroup: [root]
+users:
+  - default
+  - name: alice
+    gecos: Alice Example
+    groups: users, admingroup
+    sudo: \"{alice_sudo}\"
+    lock_passwd: false
+    hashed_passwd: {HASH}
+    ssh_authorized_keys: [\"{ALICE_KEY}\"]
+ssh_authorized_keys: [\"{ADMIN_KEY}\"]
+write_files:
+  - path: /home/alice/notes.txt
+    content: written once alice exists
+    owner: alice:alice
+    permissions: '0600'
+    defer: true
+"
+    )
+}
+
+fn shadow_hash(env: &Env, user: &str) -> String {
+    env.overlay
+        .read("/etc/shadow")
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f[0] == user).then(|| f[1].to_owned())
+        })
+        .unwrap_or_else(|| panic!("{user} not in /etc/shadow"))
+}
+
+fn members(env: &Env, group: &str) -> Vec<String> {
+    env.overlay
+        .read("/etc/group")
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f[0] == group).then(|| {
+                f[3].split(',')
+                    .filter(|m| !m.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+        })
+        .unwrap_or_else(|| panic!("no group {group}"))
+}
+
+#[test]
+fn users_groups_sudo_and_keys_with_the_targets_own_tools() {
+    let Some(env) = setup("users_groups_sudo_and_keys") else {
+        return;
+    };
+    assert!(
+        env.overlay.path("/usr/sbin/visudo").exists(),
+        "the cached root lacks sudo (tests/e2e/bookworm-root.sh)"
+    );
+    let user_data = users_data("ALL=(ALL) NOPASSWD:/usr/bin/systemctl");
+    let out = env.apply(&user_data, "i-users", &[], &[]);
+    assert!(out.status.success(), "apply failed");
+    assert_eq!(env.state_of("users_groups"), "ok");
+
+    // The default user: Debian's name, groups and shell, password locked, the admin key.
+    let debian = env.id_of("/etc/passwd", "debian");
+    let debian_group = env.id_of("/etc/group", "debian");
+    let passwd = env.overlay.read("/etc/passwd");
+    assert!(
+        passwd.contains(&format!(
+            "debian:x:{debian}:{debian_group}:Debian:/home/debian:/bin/bash\n"
+        )),
+        "{passwd}"
+    );
+    assert!(members(&env, "sudo").contains(&"debian".to_owned()));
+    assert!(members(&env, "netdev").contains(&"debian".to_owned()));
+    assert!(shadow_hash(&env, "debian").starts_with('!'), "locked");
+    let keys = env.overlay.path("/home/debian/.ssh/authorized_keys");
+    assert_eq!(mode_uid_gid(&keys), (0o600, debian, debian_group));
+    assert_eq!(
+        mode_uid_gid(&env.overlay.path("/home/debian/.ssh")),
+        (0o700, debian, debian_group)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&keys).unwrap(),
+        format!("{ADMIN_KEY}\n")
+    );
+
+    // alice: her hash in /etc/shadow, her groups, her key, her sudo rule checked by visudo.
+    assert_eq!(shadow_hash(&env, "alice"), HASH);
+    assert!(members(&env, "admingroup").contains(&"alice".to_owned()));
+    assert!(members(&env, "admingroup").contains(&"root".to_owned()));
+    assert!(members(&env, "users").contains(&"alice".to_owned()));
+    assert_eq!(
+        env.overlay.read("/home/alice/.ssh/authorized_keys"),
+        format!("{ALICE_KEY}\n")
+    );
+    let sudoers = env.overlay.path("/etc/sudoers.d/90-cloud-init-users");
+    assert_eq!(mode_uid_gid(&sudoers), (0o440, 0, 0));
+    let rules = env.overlay.read("/etc/sudoers.d/90-cloud-init-users");
+    assert!(rules.contains("debian ALL=(ALL) NOPASSWD:ALL\n"), "{rules}");
+    assert!(
+        rules.contains("alice ALL=(ALL) NOPASSWD:/usr/bin/systemctl\n"),
+        "{rules}"
+    );
+    let visudo = env.overlay.chroot(&["visudo", "-c"]);
+    assert!(visudo.status.success(), "{visudo:?}");
+    // A deferred file of write_files, owned by the account the users module made.
+    let notes = env.overlay.path("/home/alice/notes.txt");
+    assert_eq!(
+        mode_uid_gid(&notes),
+        (
+            0o600,
+            env.id_of("/etc/passwd", "alice"),
+            env.id_of("/etc/group", "alice")
+        )
+    );
+    // The hash is a secret: not in the log.
+    assert!(!env.overlay.read("/var/log/cloudcfg.log").contains(HASH));
+
+    // A new instance id (a clone): accounts are amended, never recreated; keys not doubled.
+    env.overlay.write("/home/debian/.ssh/authorized_keys", &format!("{ADMIN_KEY}\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOwnKeyOfTheUserHimselfXXXXXXXXXXXXXXXXXXXX own\n"));
+    let out = env.apply(&user_data, "i-users-2", &[], &[]);
+    assert!(out.status.success(), "second instance failed");
+    assert_eq!(env.id_of("/etc/passwd", "debian"), debian);
+    let kept = env.overlay.read("/home/debian/.ssh/authorized_keys");
+    assert_eq!(kept.matches(ADMIN_KEY).count(), 1, "{kept}");
+    assert!(
+        kept.contains(" own\n"),
+        "the user's own key was kept: {kept}"
+    );
+
+    // A rule visudo refuses is never moved into place: the module fails, the old file stays.
+    let out = env.apply(&users_data("ALL=(ALL) NOPASSWD ALL"), "i-users-3", &[], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(env.state_of("users_groups"), "failed");
+    assert_eq!(
+        env.overlay.read("/etc/sudoers.d/90-cloud-init-users"),
+        rules
+    );
+    assert!(
+        !env.overlay
+            .path("/etc/sudoers.d/90-cloud-init-users.cloudcfg-check")
+            .exists()
+    );
 }
