@@ -27,7 +27,7 @@ fn facts() -> Facts {
 fn apply_files_only(image_root: bool) -> (tempfile::TempDir, tempfile::TempDir, apply::Outcome) {
     let root = tempfile::tempdir().unwrap();
     let run = tempfile::tempdir().unwrap();
-    let user_data = b"#cloud-config\napt:\n  conf: |\n    APT::Install-Recommends \"false\";\n";
+    let user_data = b"#cloud-config\n# Files only: no default user (it needs the target's useradd).\nusers: []\napt:\n  conf: |\n    APT::Install-Recommends \"false\";\n";
     let loaded = config::load(user_data, &Limits::default());
     let plan = plan::plan(
         loaded.config.as_ref().unwrap(),

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use support::http::{self, Request, Response, Server};
 
 const TOKEN: &str = "AQAEAFakeImdsV2Token-run-7d1e==";
-const USER_DATA: &str = "#cloud-config\napt:\n  conf: |\n    APT::Install-Recommends \"false\";\n";
+const USER_DATA: &str = "#cloud-config\n# Files only: no default user (it needs the target's useradd).\nusers: []\napt:\n  conf: |\n    APT::Install-Recommends \"false\";\n";
 const APT_CONF: &str = "etc/apt/apt.conf.d/94cloud-init-config";
 
 /// A temporary target root, runtime directory and system config.
@@ -261,7 +261,7 @@ fn ec2_invalid_user_data_is_critical_and_kept() {
 }
 
 #[test]
-fn imdsv1_without_user_data_is_a_run_with_nothing_to_do() {
+fn imdsv1_without_user_data_is_a_run_with_only_the_default_user_to_make() {
     let v1 = http::serve(|req| match req.path.as_str() {
         "/latest/api/token" => Response::status(404),
         "/latest/meta-data/instance-id" => Response::ok("i-0empty"),
@@ -269,8 +269,11 @@ fn imdsv1_without_user_data_is_a_run_with_nothing_to_do() {
     });
     let boot = Boot::new(&ec2_config(&v1));
     let out = boot.run(&[]);
-    assert_eq!(code(&out), 0);
-    assert_eq!(boot.status()["status"], "done");
+    // No user data still means the default user, as in cloud-init; this test's root is a bare
+    // directory without useradd, so that module fails, and nothing else has anything to do.
+    assert_eq!(code(&out), 1);
+    assert_eq!(boot.status()["status"], "degraded");
+    assert_eq!(boot.module_status("users_groups").0, "failed");
     assert_eq!(boot.module_status("apt_configure").1, "nothing to do");
     assert_eq!(
         std::fs::read(boot.state("i-0empty", "user-data")).unwrap(),

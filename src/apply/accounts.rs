@@ -36,6 +36,15 @@ impl Executor<'_> {
     }
 
     pub(super) fn account_action(&mut self, kind: &ActionKind) -> Result<(), ActionError> {
+        // The tools would change the host's accounts while the files read are the root's.
+        if !self.opts.image_root && self.opts.root != std::path::Path::new("/") {
+            return Err(ActionError::Target {
+                path: self.opts.root.display().to_string(),
+                reason: "accounts are made on the running system or in an image root, not in \
+                         another directory"
+                    .into(),
+            });
+        }
         match kind {
             ActionKind::EnsureGroup { name, members } => {
                 self.ensure_group(name)?;
