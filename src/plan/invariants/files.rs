@@ -14,6 +14,7 @@ use crate::modules::bootcmd::Bootcmd;
 use crate::modules::puppet::Puppet;
 use crate::modules::runcmd::Runcmd;
 use crate::modules::scripts_user::ScriptsUser;
+use crate::modules::users_groups::UsersGroups;
 use crate::modules::write_files::WriteFiles;
 use crate::modules::write_files_deferred::WriteFilesDeferred;
 
@@ -92,7 +93,7 @@ pub fn allowed_path(module: &str, path: &str) -> Result<(), String> {
             && (path.ends_with("/bootcmd") || path.contains("/boothooks/")))
         || (module == Runcmd::NAME && script && path.ends_with("/scripts/runcmd"))
         || (module == ScriptsUser::NAME && script && path.contains("/scripts/part-"))
-        || (module == "users_groups" && path == crate::modules::users_groups::SUDOERS_FILE)
+        || (module == UsersGroups::NAME && path == crate::modules::users_groups::SUDOERS_FILE)
         || (module == Puppet::NAME && puppet)
         || (module == AptPipelining::NAME && path == PIPELINING_FILE);
     match allowed {
