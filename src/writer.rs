@@ -42,9 +42,9 @@ pub struct Writer {
 /// may leave a written file empty, so the caller ends the batch before it records the work as
 /// done (a module's marker), and a rerun rewrites whatever did not reach the disk.
 #[derive(Debug, Default)]
-pub struct DirSyncs(std::collections::BTreeSet<PathBuf>);
+pub struct SyncBatch(std::collections::BTreeSet<PathBuf>);
 
-impl DirSyncs {
+impl SyncBatch {
     /// Puts everything written in the batch on disk.
     pub fn finish(&mut self) -> Result<(), WriteError> {
         let mut synced = std::collections::BTreeSet::new();
@@ -148,7 +148,7 @@ impl Writer {
         mode: u32,
         uid: u32,
         gid: u32,
-        batch: &mut DirSyncs,
+        batch: &mut SyncBatch,
     ) -> Result<Outcome, WriteError> {
         self.write_with(target, content, mode, uid, gid, Some(batch))
     }
@@ -160,7 +160,7 @@ impl Writer {
         mode: u32,
         uid: u32,
         gid: u32,
-        batch: Option<&mut DirSyncs>,
+        batch: Option<&mut SyncBatch>,
     ) -> Result<Outcome, WriteError> {
         let host = self.host_path(target)?;
         let parent = self.prepare_parent(target, &host)?;

@@ -8,13 +8,47 @@ use super::{ActionError, Executor};
 use crate::action::ActionKind;
 use crate::writer::Writer;
 
-/// One line of passwd or group whose first field is `name`, split at `:`.
-fn entry(writer: &Writer, file: &str, name: &str) -> Result<Option<Vec<String>>, ActionError> {
-    let text = writer.read(file)?.unwrap_or_default();
-    Ok(String::from_utf8_lossy(&text).lines().find_map(|line| {
+/// The line of a passwd or group text whose first field is `name`, split at `:`.
+fn fields_of(text: &[u8], name: &str) -> Option<Vec<String>> {
+    String::from_utf8_lossy(text).lines().find_map(|line| {
         let fields: Vec<String> = line.split(':').map(str::to_owned).collect();
         (fields.first().map(String::as_str) == Some(name)).then_some(fields)
-    }))
+    })
+}
+
+/// `name`'s line of the target's passwd or group file; a missing file has no lines.
+fn entry(writer: &Writer, file: &str, name: &str) -> Result<Option<Vec<String>>, ActionError> {
+    Ok(fields_of(&writer.read(file)?.unwrap_or_default(), name))
+}
+
+/// The id of a user or group by name in the target's passwd or group file: owners of the
+/// user's files are the target's accounts (the users module made them), never the host's.
+fn account_id(writer: &Writer, file: &str, name: &str) -> Result<u32, ActionError> {
+    if name == "root" {
+        return Ok(0);
+    }
+    let unreadable = |reason: String| ActionError::Target {
+        path: file.to_owned(),
+        reason,
+    };
+    let text = writer
+        .read(file)?
+        .ok_or_else(|| unreadable("does not exist".into()))?;
+    fields_of(&text, name)
+        .and_then(|fields| fields.get(2)?.parse().ok())
+        .ok_or_else(|| unreadable(format!("no account {name:?}")))
+}
+
+/// `(uid, gid)` of a `write_files` owner in the target.
+pub(super) fn user_file_ids(
+    writer: &Writer,
+    owner: &str,
+    group: &str,
+) -> Result<(u32, u32), ActionError> {
+    Ok((
+        account_id(writer, "/etc/passwd", owner)?,
+        account_id(writer, "/etc/group", group)?,
+    ))
 }
 
 fn words(args: &[&str]) -> Vec<String> {

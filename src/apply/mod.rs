@@ -26,7 +26,7 @@ use self::keys::{KeyError, KeyFetcher};
 use self::log::RunLog;
 use self::runner::{RunError, Runner, RunnerConfig};
 use self::state::InstanceState;
-use crate::writer::{DirSyncs, WriteError, Writer};
+use crate::writer::{SyncBatch, WriteError, Writer};
 
 /// Set to N (tests only): the process kills itself with SIGKILL right after its N-th action,
 /// to prove that a run killed at any point converges when started again.
@@ -111,7 +111,9 @@ struct Executor<'a> {
     /// The shutdown asked for, run once the report is written.
     power_state: Option<Vec<String>>,
     /// The module's user files, put on disk once when the module ends, before its marker.
-    dir_syncs: DirSyncs,
+    sync_batch: SyncBatch,
+    /// `(owner, group)` of the module's user files -> `(uid, gid)` in the target.
+    user_file_owners: HashMap<(String, String), (u32, u32)>,
     actions_done: usize,
     kill_after: Option<usize>,
 }
@@ -159,30 +161,6 @@ fn owner_ids(path: &str, owner: &str, group: &str) -> Result<(u32, u32), ActionE
             reason: format!("owner {owner}:{group} is not supported"),
         })
     }
-}
-
-/// The id of a user or group by name in the target's passwd or group file: owners of the
-/// user's files are the target's accounts (the users module made them), never the host's.
-fn account_id(writer: &Writer, file: &str, name: &str) -> Result<u32, ActionError> {
-    if name == "root" {
-        return Ok(0);
-    }
-    let unreadable = |reason: String| ActionError::Target {
-        path: file.to_owned(),
-        reason,
-    };
-    let text = writer
-        .read(file)?
-        .ok_or_else(|| unreadable("does not exist".into()))?;
-    String::from_utf8_lossy(&text)
-        .lines()
-        .find_map(|line| {
-            let mut fields = line.split(':');
-            (fields.next() == Some(name))
-                .then(|| fields.nth(1).and_then(|id| id.parse().ok()))
-                .flatten()
-        })
-        .ok_or_else(|| unreadable(format!("no account {name:?}")))
 }
 
 impl Executor<'_> {
@@ -240,8 +218,11 @@ impl Executor<'_> {
                 content_base64,
             } => {
                 let mode = u32::from_str_radix(mode, 8).unwrap_or(0o644);
-                let uid = account_id(&self.writer, "/etc/passwd", owner)?;
-                let gid = account_id(&self.writer, "/etc/group", group)?;
+                let key = (owner.clone(), group.clone());
+                let (uid, gid) = match self.user_file_owners.get(&key) {
+                    Some(ids) => *ids,
+                    None => accounts::user_file_ids(&self.writer, owner, group)?,
+                };
                 let mut bytes = match (content, content_base64) {
                     (Some(text), _) => text.text.as_bytes().to_vec(),
                     (None, Some(encoded)) => {
@@ -265,7 +246,7 @@ impl Executor<'_> {
                     mode,
                     uid,
                     gid,
-                    &mut self.dir_syncs,
+                    &mut self.sync_batch,
                 )?;
                 self.log.line(&format!(
                     "write {path} ({mode:04o} {owner}:{group}): {outcome:?}"
@@ -498,10 +479,15 @@ impl Executor<'_> {
         let fetched = self.prefetch(actions)?;
         // Every owner is looked up before the first file is written: a missing account fails
         // the module with nothing of it written.
+        // The ids are kept for the writes, so passwd and group are read once per owner.
+        self.user_file_owners.clear();
         for action in actions {
             if let ActionKind::WriteUserFile { owner, group, .. } = &action.kind {
-                account_id(&self.writer, "/etc/passwd", owner)?;
-                account_id(&self.writer, "/etc/group", group)?;
+                let key = (owner.clone(), group.clone());
+                if !self.user_file_owners.contains_key(&key) {
+                    let ids = accounts::user_file_ids(&self.writer, owner, group)?;
+                    self.user_file_owners.insert(key, ids);
+                }
             }
         }
         // Scripts run on after one fails, as cloud-init's run-parts does; the module fails
@@ -548,7 +534,7 @@ impl Executor<'_> {
             next += batch;
         }
         // Before the module's marker: what it wrote is on disk.
-        self.dir_syncs.finish()?;
+        self.sync_batch.finish()?;
         script_failure.map_or(Ok(()), Err)
     }
 }
@@ -613,7 +599,8 @@ pub fn apply(plan: &Plan, opts: &ApplyOptions) -> Result<Outcome, ApplyError> {
         warnings: Vec::new(),
         final_message: None,
         power_state: None,
-        dir_syncs: DirSyncs::default(),
+        sync_batch: SyncBatch::default(),
+        user_file_owners: HashMap::new(),
         actions_done: 0,
         kill_after: std::env::var(KILL_HOOK_ENV)
             .ok()

@@ -25,7 +25,8 @@ fn executor<'o>(opts: &'o ApplyOptions) -> Executor<'o> {
         warnings: Vec::new(),
         final_message: None,
         power_state: None,
-        dir_syncs: DirSyncs::default(),
+        sync_batch: SyncBatch::default(),
+        user_file_owners: HashMap::new(),
         actions_done: 0,
         kill_after: None,
     }
