@@ -253,71 +253,47 @@ impl ActionKind {
             content_base64,
         }
     }
+
+    /// The fields that may hold secrets: the one list that redaction and scrubbing read.
+    fn texts_mut(&mut self) -> Vec<&mut Text> {
+        match self {
+            ActionKind::WriteFile { content, .. } => vec![content],
+            ActionKind::Command { stdin, .. } => stdin.iter_mut().collect(),
+            ActionKind::WriteUserFile {
+                content,
+                content_base64,
+                ..
+            } => content
+                .iter_mut()
+                .chain(content_base64.iter_mut())
+                .collect(),
+            ActionKind::EnsureUser { hashed_passwd, .. } => hashed_passwd.iter_mut().collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 impl Action {
     /// The same action with every secret replaced, for output and logs.
     pub fn redacted(&self) -> Action {
-        let redact = |t: &Text| Text::plain(t.redacted());
-        let kind = match &self.kind {
-            ActionKind::WriteFile {
-                path,
-                mode,
-                owner,
-                group,
-                content,
-            } => ActionKind::WriteFile {
-                path: path.clone(),
-                mode: mode.clone(),
-                owner: owner.clone(),
-                group: group.clone(),
-                content: redact(content),
-            },
-            ActionKind::Command {
-                argv,
-                env,
-                stdin,
-                ok_exit_codes,
-            } => ActionKind::Command {
-                argv: argv.clone(),
-                env: env.clone(),
-                stdin: stdin.as_ref().map(redact),
-                ok_exit_codes: ok_exit_codes.clone(),
-            },
-            ActionKind::WriteUserFile {
-                path,
-                mode,
-                owner,
-                group,
-                append,
-                content,
-                content_base64,
-            } => ActionKind::WriteUserFile {
-                path: path.clone(),
-                mode: mode.clone(),
-                owner: owner.clone(),
-                group: group.clone(),
-                append: *append,
-                content: content.as_ref().map(redact),
-                content_base64: content_base64.as_ref().map(redact),
-            },
-            ActionKind::EnsureUser {
-                hashed_passwd: Some(hash),
-                ..
-            } => {
-                let mut kind = self.kind.clone();
-                if let ActionKind::EnsureUser { hashed_passwd, .. } = &mut kind {
-                    *hashed_passwd = Some(redact(hash));
-                }
-                kind
-            }
-            other => other.clone(),
-        };
+        let mut kind = self.kind.clone();
+        for text in kind.texts_mut() {
+            *text = Text::plain(text.redacted());
+        }
         Action {
             module: self.module,
             stage: self.stage,
             kind,
         }
+    }
+
+    /// Every secret the action's texts hold.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut kind = self.kind.clone();
+        kind.texts_mut()
+            .into_iter()
+            .flat_map(|t| std::mem::take(&mut t.secrets))
+            .collect()
     }
 
     /// Paths this action writes (for checks and tests).

@@ -541,28 +541,7 @@ impl Executor<'_> {
 
 /// Every secret the plan holds, to be scrubbed from command output before it is logged.
 fn plan_secrets(plan: &Plan) -> Vec<String> {
-    let mut secrets = Vec::new();
-    for action in &plan.actions {
-        match &action.kind {
-            ActionKind::WriteFile { content, .. } => secrets.extend(content.secrets.clone()),
-            ActionKind::WriteUserFile {
-                content,
-                content_base64,
-                ..
-            } => {
-                for text in content.iter().chain(content_base64) {
-                    secrets.extend(text.secrets.clone());
-                }
-            }
-            ActionKind::Command { stdin: Some(t), .. }
-            | ActionKind::EnsureUser {
-                hashed_passwd: Some(t),
-                ..
-            } => secrets.extend(t.secrets.clone()),
-            _ => {}
-        }
-    }
-    secrets
+    plan.actions.iter().flat_map(Action::secrets).collect()
 }
 
 /// Applies `plan` to the target. Errors before any module ran are `Err`; module failures are
