@@ -53,6 +53,10 @@ pub enum Need {
     DeferredWrite(Box<ActionKind>),
     /// A script in the instance's scripts directory (`runcmd`) for `scripts_user` to run.
     UserScript(String),
+    /// `users` has the default user: it gets the instance's keys and `password`.
+    DefaultUser,
+    /// The names `set_hostname`'s keys give, for /etc/hosts and the host keys' comment.
+    Hostname(crate::modules::set_hostname::HostnameKeys),
 }
 
 /// Finds diagnostics' positions for checks that run on typed values.

@@ -581,6 +581,30 @@ mod tests {
     }
 }
 
+/// A host name as the kernel and resolvers take it (RFC 1123): dot-separated labels of
+/// letters, digits and inner `-`, each 1 to 63 bytes, 253 bytes in all; the first label at
+/// most 63, since the kernel keeps at most 64 bytes.
+pub fn host_name(name: &str) -> Result<(), String> {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(label_ok)
+        && !name.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    match name_ok {
+        true => Ok(()),
+        false => Err(format!(
+            "{:?} is not a valid hostname (labels of letters, digits and inner `-`, 1 to 63 each,              joined by `.`)",
+            name.chars().take(80).collect::<String>()
+        )),
+    }
+}
+
 /// A user or group name as Debian's useradd and adduser accept it: a letter, digit or `_`
 /// first, then letters, digits, `_`, `.`, `-`, an optional final `$` (Samba machine accounts),
 /// at most 32 bytes. No name may be all digits: it would read as an id.

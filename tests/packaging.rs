@@ -25,6 +25,8 @@ const KNOWN_LINTIAN_WARNINGS: &[(&str, &str)] = &[(
 )];
 
 const UNIT: &str = "debian/cloudcfg.service";
+/// The init stage's unit (dh_installsystemd --name=cloudcfg-init).
+const INIT_UNIT: &str = "debian/cloudcfg.cloudcfg-init.service";
 const DEFAULT_CONFIG: &str = "debian/cloudcfg.yaml";
 
 fn repo() -> PathBuf {
@@ -242,7 +244,7 @@ fn check_unit(text: &str) {
             .iter()
             .find(|(_, k, _)| k == "ExecStart")
             .map(|(_, _, v)| v.as_str()),
-        Some("/usr/bin/cloudcfg run")
+        Some("/usr/bin/cloudcfg run --stage config,final")
     );
     assert_eq!(one("StandardOutput"), "journal+console");
     assert_eq!(one("ConditionKernelCommandLine"), "!cloudcfg=disabled");
@@ -281,12 +283,46 @@ fn check_unit(text: &str) {
         "a killed run's report is closed"
     );
 
+    assert!(values(&lines, "After").contains(&"cloudcfg-init.service"));
     let missing = ordering_lines_without_reason(text);
     assert!(
         missing.is_empty(),
         "no comment says why:\n{}",
         missing.join("\n")
     );
+}
+
+/// The init stage: before sshd, after the network services but not network-online.target.
+fn check_init_unit(text: &str) {
+    let lines = unit_lines(text);
+    let one = |key: &str| {
+        let v = values(&lines, key);
+        assert_eq!(v.len(), 1, "{key}= once in the unit: {v:?}");
+        v[0].to_owned()
+    };
+    assert_eq!(one("Type"), "oneshot");
+    assert_eq!(one("RemainAfterExit"), "yes");
+    assert_eq!(one("ExecStart"), "/usr/bin/cloudcfg run --stage init");
+    assert_eq!(
+        one("ExecStopPost"),
+        "-/usr/bin/cloudcfg stop-post --stage init"
+    );
+    assert_eq!(one("ConditionKernelCommandLine"), "!cloudcfg=disabled");
+    assert_eq!(values(&lines, "WantedBy"), ["multi-user.target"]);
+    for unit in [
+        "ssh.service",
+        "systemd-user-sessions.service",
+        "cloudcfg.service",
+    ] {
+        assert!(values(&lines, "Before").contains(&unit), "Before={unit}");
+    }
+    assert!(
+        !values(&lines, "After").contains(&"network-online.target")
+            && values(&lines, "Wants").is_empty(),
+        "sshd must not wait for network-online.target"
+    );
+    assert!(values(&lines, "After").contains(&"networking.service"));
+    assert!(ordering_lines_without_reason(text).is_empty());
 }
 
 /// Ordering and dependency lines without a comment above them (lines of one block share the
@@ -327,6 +363,7 @@ fn ordering_lines_without_reason(text: &str) -> Vec<String> {
 #[test]
 fn unit_has_the_agreed_lines_and_every_ordering_line_says_why() {
     check_unit(&std::fs::read_to_string(repo().join(UNIT)).unwrap());
+    check_init_unit(&std::fs::read_to_string(repo().join(INIT_UNIT)).unwrap());
 }
 
 #[test]
@@ -402,6 +439,10 @@ fn deb_holds_the_expected_files_with_their_modes() {
     .find(|p| files.contains_key(*p))
     .expect("the unit is in the package");
     assert_eq!(mode(unit), "-rw-r--r--");
+    assert_eq!(
+        mode(&unit.replace("cloudcfg.service", "cloudcfg-init.service")),
+        "-rw-r--r--"
+    );
     assert_eq!(mode("/etc/cloudcfg/cloudcfg.yaml"), "-rw-r--r--");
     // Removes the previous boot's boot-finished early in every boot (tests/e2e_vm.rs checks
     // that it takes effect).
@@ -530,14 +571,17 @@ fn packaged_unit_passes_systemd_analyze_verify() {
         .arg(&units));
     assert!(out.status.success());
     let unit = units.join("cloudcfg.service");
-    assert!(unit.exists());
+    let init_unit = units.join("cloudcfg-init.service");
+    assert!(unit.exists() && init_unit.exists());
     let out = run(Command::new("systemd-analyze")
         .arg(format!("--root={}", root.path().display()))
         .args(["verify", "--man=no"])
-        .arg(&unit));
+        .arg(&unit)
+        .arg(&init_unit));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stderr(&out), "", "systemd-analyze verify warns");
     check_unit(&std::fs::read_to_string(&unit).unwrap());
+    check_init_unit(&std::fs::read_to_string(&init_unit).unwrap());
 }
 
 #[test]
@@ -631,8 +675,10 @@ fn deb_installs_into_a_bookworm_root_enabled_and_not_run() {
             Some(PathBuf::from("/lib/systemd/system/cloudcfg.service")),
             "enabled after the {round}"
         );
-        let enabled = chroot(&["systemctl", "is-enabled", "cloudcfg.service"]);
-        assert_eq!(stdout(&enabled).trim(), "enabled");
+        for unit in ["cloudcfg.service", "cloudcfg-init.service"] {
+            let enabled = chroot(&["systemctl", "is-enabled", unit]);
+            assert_eq!(stdout(&enabled).trim(), "enabled", "{unit}");
+        }
     }
     assert!(
         !overlay.path("/run/cloudcfg").exists() && !overlay.path("/var/lib/cloudcfg").exists(),

@@ -36,6 +36,7 @@ fn apply_files_only(image_root: bool) -> (tempfile::TempDir, tempfile::TempDir, 
     )
     .unwrap();
     let opts = ApplyOptions {
+        stages: Vec::new(),
         root: root.path().to_path_buf(),
         image_root,
         force: false,

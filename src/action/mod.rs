@@ -169,9 +169,48 @@ pub enum ActionKind {
     },
     /// Write a sudoers drop-in (0440) only after `visudo -cf` accepted it.
     WriteSudoers { path: String, content: String },
-    /// Add `keys` missing from the user's `~/.ssh/authorized_keys` (0600, `.ssh` 0700, owned
-    /// by the user), keeping the lines already there.
-    AuthorizedKeys { user: String, keys: Vec<String> },
+    /// Put `keys` into the user's `~/.ssh/authorized_keys` (0600, `.ssh` 0700, owned by the
+    /// user): a line that holds the same key is replaced, other lines are kept, missing keys
+    /// are added; `options` (the root stub of `disable_root`) goes in front of each key.
+    AuthorizedKeys {
+        user: String,
+        keys: Vec<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        options: Option<String>,
+    },
+    /// The instance's SSH host keys in /etc/ssh: the given files, the public keys of given
+    /// private keys that came without theirs, and the types of `generate` that are then still
+    /// missing (ssh-keygen in the target, comment `comment`). Everything is made first and
+    /// the image's keys (`delete_existing`) removed only then, so a failure leaves the old
+    /// keys in place.
+    HostKeys {
+        delete_existing: bool,
+        generate: Vec<String>,
+        given: Vec<HostKeyFile>,
+        comment: String,
+        /// Keep ssh-keygen's fingerprint and randomart off the console.
+        quiet: bool,
+    },
+    /// The host keys' fingerprints and public keys on the console, in cloud-init's blocks,
+    /// leaving out the key types named.
+    HostKeysToConsole {
+        skip_fingerprints: Vec<String>,
+        skip_keys: Vec<String>,
+    },
+    /// `/etc/hostname` (when it exists or `create_file`), and the running kernel's hostname
+    /// unless apply targets an image root.
+    SetHostname { hostname: String, create_file: bool },
+    /// `/etc/hosts` as it is, with `names` on the line of `address` (added when missing).
+    HostsEntry { address: String, names: Vec<String> },
+    /// Passwords with chpasswd (hashes with `chpasswd -e`); random ones are made by apply and
+    /// shown on the console only; then `passwd --expire` for the users of `expire`.
+    SetPasswords {
+        passwords: Vec<Password>,
+        expire: Vec<String>,
+    },
+    /// `systemctl try-reload-or-restart --no-block UNIT` when systemd runs the target (a
+    /// changed config reaches a daemon that already started); nothing in an image root.
+    ReloadService { unit: String },
     /// Print the final message (its `$UPTIME`, `$TIMESTAMP`, `$VERSION`, `$DATASOURCE`
     /// filled in by apply) to the console and the log.
     FinalMessage { template: String },
@@ -207,6 +246,43 @@ pub enum ActionKind {
     /// `systemctl start --no-block UNIT`; skipped with a warning when systemd is not running
     /// the target.
     StartService { unit: String },
+}
+
+/// A host key file given in the user data, in /etc/ssh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostKeyFile {
+    /// The file name, e.g. `ssh_host_ed25519_key`.
+    pub name: String,
+    /// Four octal digits.
+    pub mode: String,
+    pub content: Text,
+}
+
+/// How a password of `set_passwords` is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PasswordKind {
+    Text,
+    Hash,
+    /// Made by apply, 20 characters, shown once on the console.
+    Random,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Password {
+    pub user: String,
+    pub kind: PasswordKind,
+    /// The text or the hash (a secret); none for a random one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<Text>,
+}
+
+/// Where sshd finds the instance's host keys.
+pub const SSH_DIR: &str = "/etc/ssh";
+
+/// The host key file of a key type (`rsa`, `ecdsa`, `ed25519`).
+pub fn host_key_path(key_type: &str) -> String {
+    format!("{SSH_DIR}/ssh_host_{key_type}_key")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -268,6 +344,13 @@ impl ActionKind {
                 .chain(content_base64.iter_mut())
                 .collect(),
             ActionKind::EnsureUser { hashed_passwd, .. } => hashed_passwd.iter_mut().collect(),
+            ActionKind::HostKeys { given, .. } => {
+                given.iter_mut().map(|f| &mut f.content).collect()
+            }
+            ActionKind::SetPasswords { passwords, .. } => passwords
+                .iter_mut()
+                .filter_map(|p| p.password.as_mut())
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -304,6 +387,25 @@ impl Action {
             | ActionKind::WriteSudoers { path, .. }
             | ActionKind::EditIni { path, .. } => vec![path.as_str()],
             ActionKind::FetchKey { dest, .. } => vec![dest.as_str()],
+            ActionKind::SetHostname { .. } => vec!["/etc/hostname"],
+            ActionKind::HostsEntry { .. } => vec!["/etc/hosts"],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The host key files this action may write, for the path checks.
+    pub fn host_key_paths(&self) -> Vec<String> {
+        match &self.kind {
+            ActionKind::HostKeys {
+                generate, given, ..
+            } => given
+                .iter()
+                .map(|f| format!("{SSH_DIR}/{}", f.name))
+                .chain(generate.iter().flat_map(|t| {
+                    let path = host_key_path(t);
+                    [format!("{path}.pub"), path]
+                }))
+                .collect(),
             _ => Vec::new(),
         }
     }

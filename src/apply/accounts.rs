@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::{ActionError, Executor};
-use crate::action::ActionKind;
+use crate::action::{ActionKind, Password, PasswordKind};
 use crate::writer::Writer;
 
 /// The line of a passwd or group text whose first field is `name`, split at `:`.
@@ -49,6 +49,101 @@ pub(super) fn user_file_ids(
         account_id(writer, "/etc/passwd", owner)?,
         account_id(writer, "/etc/group", group)?,
     ))
+}
+
+/// The base64 blob of an authorized_keys line (after any options), which names the key.
+fn key_blob(line: &str) -> Option<&str> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words
+        .iter()
+        .position(|w| w.starts_with("ssh-") || w.starts_with("ecdsa-") || w.starts_with("sk-"))?;
+    words.get(at + 1).copied()
+}
+
+/// `old` with each of `keys` (prefixed by `options`): a line holding the same key is
+/// replaced where it stands, as cloud-init's update of authorized_keys does (so the root stub
+/// replaces a plain line of the same key), other lines are kept, the rest added at the end.
+fn merge_authorized_keys(old: &str, keys: &[String], options: Option<&str>) -> String {
+    let wanted: Vec<(Option<&str>, String)> = keys
+        .iter()
+        .map(|k| {
+            let line = match options {
+                Some(o) => format!("{o} {}", k.trim()),
+                None => k.trim().to_owned(),
+            };
+            (key_blob(k), line)
+        })
+        .collect();
+    let mut placed = vec![false; wanted.len()];
+    let mut lines: Vec<String> = Vec::new();
+    for line in old.lines() {
+        let blob = key_blob(line).filter(|_| !line.trim_start().starts_with('#'));
+        let same = wanted.iter().enumerate().find(|(i, (b, new))| {
+            !placed[*i] && ((blob.is_some() && *b == blob) || new == line.trim())
+        });
+        match same {
+            Some((i, (_, new))) => {
+                placed[i] = true;
+                lines.push(new.clone());
+            }
+            None => lines.push(line.to_owned()),
+        }
+    }
+    for (i, (_, new)) in wanted.iter().enumerate() {
+        if !placed[i] && !lines.iter().any(|l| l == new) {
+            lines.push(new.clone());
+        }
+    }
+    let mut text = lines.join("\n");
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    text
+}
+
+/// Characters of a random password: cloud-init's set (letters, digits, punctuation) less
+/// `:`, which chpasswd would read as the end of the name.
+const PASSWORD_CLASSES: [&[u8]; 4] = [
+    b"abcdefghijklmnopqrstuvwxyz",
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    b"0123456789",
+    b"!\"#$%&'()*+,-./;<=>?@[\\]^_`{|}~",
+];
+const RANDOM_PASSWORD_LEN: usize = 20;
+
+/// A password of 20 characters from the kernel's random source, with one of each class at
+/// least (as cloud-init's `rand_user_password`).
+fn random_password() -> Result<String, ActionError> {
+    use std::io::Read;
+    let all: Vec<u8> = PASSWORD_CLASSES.concat();
+    let mut urandom = std::fs::File::open("/dev/urandom").map_err(|e| ActionError::Target {
+        path: "/dev/urandom".into(),
+        reason: e.to_string(),
+    })?;
+    loop {
+        let mut bytes = [0u8; 64];
+        urandom
+            .read_exact(&mut bytes)
+            .map_err(|e| ActionError::Target {
+                path: "/dev/urandom".into(),
+                reason: e.to_string(),
+            })?;
+        // Rejection sampling: only bytes below the largest multiple of the alphabet's size,
+        // so that every character is equally likely.
+        let limit = 256 - 256 % all.len();
+        let password: Vec<u8> = bytes
+            .iter()
+            .filter(|b| usize::from(**b) < limit)
+            .map(|b| all[usize::from(*b) % all.len()])
+            .take(RANDOM_PASSWORD_LEN)
+            .collect();
+        let every_class = PASSWORD_CLASSES
+            .iter()
+            .all(|class| password.iter().any(|c| class.contains(c)));
+        if password.len() == RANDOM_PASSWORD_LEN && every_class {
+            return Ok(String::from_utf8_lossy(&password).into_owned());
+        }
+    }
 }
 
 fn words(args: &[&str]) -> Vec<String> {
@@ -183,7 +278,11 @@ impl Executor<'_> {
                 let outcome = self.writer.write(path, content.as_bytes(), 0o440, 0, 0)?;
                 self.log.line(&format!("sudoers {path}: {outcome:?}"));
             }
-            ActionKind::AuthorizedKeys { user, keys } => {
+            ActionKind::AuthorizedKeys {
+                user,
+                keys,
+                options,
+            } => {
                 let fields = entry(&self.writer, "/etc/passwd", user)?.ok_or_else(|| {
                     ActionError::Target {
                         path: "/etc/passwd".into(),
@@ -202,21 +301,152 @@ impl Executor<'_> {
                 self.writer.chown(&dir, uid, gid)?;
                 let path = format!("{dir}/authorized_keys");
                 let old = self.writer.read(&path)?.unwrap_or_default();
-                let mut text = String::from_utf8_lossy(&old).into_owned();
-                if !text.is_empty() && !text.ends_with('\n') {
-                    text.push('\n');
-                }
-                for key in keys {
-                    if !text.lines().any(|l| l.trim() == key.trim()) {
-                        text.push_str(key.trim());
-                        text.push('\n');
-                    }
-                }
+                let text = String::from_utf8_lossy(&old).into_owned();
+                let text = merge_authorized_keys(&text, keys, options.as_deref());
                 let outcome = self.writer.write(&path, text.as_bytes(), 0o600, uid, gid)?;
                 self.log.line(&format!("keys {path}: {outcome:?}"));
+            }
+            ActionKind::SetPasswords { passwords, expire } => {
+                self.set_passwords(passwords, expire)?
             }
             _ => {}
         }
         Ok(())
+    }
+
+    /// Every user is checked first, so a missing one changes no password; then chpasswd
+    /// (hashes with `--encrypted`) on standard input, and `passwd --expire`.
+    fn set_passwords(
+        &mut self,
+        passwords: &[Password],
+        expire: &[String],
+    ) -> Result<(), ActionError> {
+        for user in passwords.iter().map(|p| &p.user).chain(expire) {
+            if entry(&self.writer, "/etc/passwd", user)?.is_none() {
+                return Err(ActionError::Target {
+                    path: "/etc/passwd".into(),
+                    reason: format!("no account {user:?} for its password"),
+                });
+            }
+        }
+        let mut plain = String::new();
+        let mut hashed = String::new();
+        let mut randoms = Vec::new();
+        for password in passwords {
+            let text = match (password.kind, &password.password) {
+                (PasswordKind::Random, _) => {
+                    let random = random_password()?;
+                    self.runner.add_secret(&random);
+                    randoms.push(format!("{}:{random}", password.user));
+                    random
+                }
+                (_, Some(text)) => text.text.clone(),
+                (_, None) => continue,
+            };
+            let lines = if password.kind == PasswordKind::Hash {
+                &mut hashed
+            } else {
+                &mut plain
+            };
+            lines.push_str(&format!("{}:{text}\n", password.user));
+        }
+        if !plain.is_empty() {
+            self.run_tool(words(&["chpasswd"]), Some(&plain))?;
+        }
+        if !hashed.is_empty() {
+            self.run_tool(words(&["chpasswd", "--encrypted"]), Some(&hashed))?;
+        }
+        for user in expire {
+            self.run_tool(words(&["passwd", "--expire", user]), None)?;
+        }
+        if !randoms.is_empty() {
+            self.show_random_passwords(&randoms);
+        }
+        Ok(())
+    }
+
+    /// The console only, as cloud-init: the journal and the log are kept and readable by more
+    /// people than the one who reads the console. An image build has no console but the
+    /// terminal of whoever runs it.
+    fn show_random_passwords(&mut self, randoms: &[String]) {
+        use std::io::Write;
+        let text = format!(
+            "Set the following 'random' passwords\n{}\n",
+            randoms.join("\n")
+        );
+        let users: Vec<&str> = randoms.iter().filter_map(|r| r.split(':').next()).collect();
+        let live = !self.opts.image_root && self.opts.root == std::path::Path::new("/");
+        let shown = if live {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/console")
+                .and_then(|mut console| console.write_all(text.as_bytes()))
+                .is_ok()
+        } else {
+            std::io::stderr().write_all(text.as_bytes()).is_ok()
+        };
+        let line = format!(
+            "random passwords of {}: {}",
+            users.join(", "),
+            if shown {
+                if live {
+                    "shown on /dev/console"
+                } else {
+                    "shown on standard error"
+                }
+            } else {
+                "not shown: /dev/console cannot be opened"
+            }
+        );
+        self.log.line(&line);
+        if !shown {
+            self.warnings.push(line);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY_A: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA1 a@x";
+    const KEY_B: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB2 b@x";
+
+    #[test]
+    fn random_passwords_have_every_class_and_no_colon() {
+        let a = random_password().unwrap();
+        let b = random_password().unwrap();
+        assert_ne!(a, b);
+        for p in [&a, &b] {
+            assert_eq!(p.len(), RANDOM_PASSWORD_LEN);
+            assert!(!p.contains(':') && !p.contains(char::is_whitespace), "{p}");
+            for class in PASSWORD_CLASSES {
+                assert!(p.bytes().any(|c| class.contains(&c)), "{p}");
+            }
+        }
+    }
+
+    #[test]
+    fn keys_are_added_once_and_other_lines_kept() {
+        let old = "# mine\nssh-rsa AAAAB3Nza other\n";
+        let keys = vec![KEY_A.to_owned(), KEY_B.to_owned(), KEY_A.to_owned()];
+        let once = merge_authorized_keys(old, &keys, None);
+        assert_eq!(
+            once,
+            format!("# mine\nssh-rsa AAAAB3Nza other\n{KEY_A}\n{KEY_B}\n")
+        );
+        assert_eq!(merge_authorized_keys(&once, &keys, None), once);
+    }
+
+    #[test]
+    fn the_stub_replaces_a_plain_line_of_the_same_key() {
+        let old = format!("{KEY_A}\n{KEY_B}\n");
+        let stub = "no-pty,command=\"echo 'Please login as the user \\\"debian\\\"';exit 142\"";
+        let new = merge_authorized_keys(&old, &[KEY_A.to_owned()], Some(stub));
+        assert_eq!(new, format!("{stub} {KEY_A}\n{KEY_B}\n"));
+        assert_eq!(
+            merge_authorized_keys(&new, &[KEY_A.to_owned()], Some(stub)),
+            new
+        );
     }
 }

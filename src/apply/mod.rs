@@ -10,17 +10,19 @@
 mod accounts;
 pub mod chroot;
 pub mod clean;
+mod hostname;
 pub mod ini;
 pub mod keys;
 pub mod log;
 pub mod runner;
+mod ssh;
 pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use crate::action::{APT_ENV, Action, ActionKind, Frequency, ModuleEntry, Plan, env_map};
-use crate::report::{ModuleState, Reporter, Status, now};
+use crate::action::{APT_ENV, Action, ActionKind, Frequency, ModuleEntry, Plan, Stage, env_map};
+use crate::report::{ModuleState, Reporter, RunStatus, Status, now};
 
 use self::keys::{KeyError, KeyFetcher};
 use self::log::RunLog;
@@ -65,6 +67,9 @@ pub enum ApplyError {
 }
 
 pub struct ApplyOptions {
+    /// The stages to run (empty: all). A run of later stages continues this boot's report
+    /// when the earlier stages ran; when they did not, it runs them too.
+    pub stages: Vec<Stage>,
     /// `/`, or the image root given with `--root`.
     pub root: PathBuf,
     pub image_root: bool,
@@ -290,7 +295,25 @@ impl Executor<'_> {
             ActionKind::EnsureGroup { .. }
             | ActionKind::EnsureUser { .. }
             | ActionKind::WriteSudoers { .. }
-            | ActionKind::AuthorizedKeys { .. } => self.account_action(&action.kind)?,
+            | ActionKind::AuthorizedKeys { .. }
+            | ActionKind::SetPasswords { .. } => self.account_action(&action.kind)?,
+            ActionKind::HostKeys {
+                delete_existing,
+                generate,
+                given,
+                comment,
+                quiet,
+            } => self.host_keys(*delete_existing, generate, given, comment, *quiet)?,
+            ActionKind::HostKeysToConsole {
+                skip_fingerprints,
+                skip_keys,
+            } => self.host_keys_to_console(skip_fingerprints, skip_keys)?,
+            ActionKind::ReloadService { unit } => self.reload_service(unit)?,
+            ActionKind::SetHostname {
+                hostname,
+                create_file,
+            } => self.set_hostname(hostname, *create_file)?,
+            ActionKind::HostsEntry { address, names } => self.hosts_entry(address, names)?,
             ActionKind::RunScript { path, env } => {
                 self.log.line(&format!("script {path}"));
                 self.runner
@@ -544,6 +567,47 @@ fn plan_secrets(plan: &Plan) -> Vec<String> {
     plan.actions.iter().flat_map(Action::secrets).collect()
 }
 
+/// The stages this run applies and, when it continues a run of the earlier stages in this boot,
+/// that run's report. Earlier stages that did not run this boot (their unit failed before it
+/// reported, or only the later stages were asked for) run first: nothing is skipped unseen.
+fn stages_to_run(plan: &Plan, opts: &ApplyOptions, names: &[&str]) -> (Vec<Stage>, Option<Status>) {
+    if opts.stages.is_empty() || opts.stages.contains(&Stage::Init) {
+        let mut stages = opts.stages.clone();
+        if stages.is_empty() {
+            stages = Stage::ALL.to_vec();
+        }
+        return (stages, None);
+    }
+    let same_run = |s: &Status| {
+        s.status == RunStatus::Running
+            && s.instance_id.as_deref() == Some(opts.instance_id.as_str())
+            && s.modules
+                .iter()
+                .map(|m| m.name.as_str())
+                .eq(names.iter().copied())
+    };
+    let previous = crate::report::read_status(&opts.runtime_dir)
+        .ok()
+        .flatten()
+        .filter(same_run);
+    let first = opts.stages.iter().min().copied().unwrap_or(Stage::Init);
+    let earlier_ran = previous.as_ref().is_some_and(|s| {
+        plan.modules.iter().zip(&s.modules).all(|(m, r)| {
+            m.stage >= first || !matches!(r.status, ModuleState::Pending | ModuleState::Running)
+        })
+    });
+    match earlier_ran {
+        true => (opts.stages.clone(), previous),
+        false => {
+            let last = opts.stages.iter().max().copied().unwrap_or(Stage::Final);
+            (
+                Stage::ALL.into_iter().filter(|s| *s <= last).collect(),
+                None,
+            )
+        }
+    }
+}
+
 /// Applies `plan` to the target. Errors before any module ran are `Err`; module failures are
 /// in the returned status.
 pub fn apply(plan: &Plan, opts: &ApplyOptions) -> Result<Outcome, ApplyError> {
@@ -558,7 +622,9 @@ pub fn apply(plan: &Plan, opts: &ApplyOptions) -> Result<Outcome, ApplyError> {
     let reporter = Reporter::new(&opts.runtime_dir, &opts.root, opts.image_root);
     reporter.begin_instance(&opts.instance_id);
     let names: Vec<&str> = plan.modules.iter().map(|m| m.name).collect();
-    let mut status = Status::new(&opts.datasource, Some(&opts.instance_id), &names);
+    let (stages, continued) = stages_to_run(plan, opts, &names);
+    let mut status =
+        continued.unwrap_or_else(|| Status::new(&opts.datasource, Some(&opts.instance_id), &names));
     reporter.write(&status);
 
     let mut runner_config = RunnerConfig {
@@ -593,7 +659,7 @@ pub fn apply(plan: &Plan, opts: &ApplyOptions) -> Result<Outcome, ApplyError> {
         plan.actions.len()
     ));
 
-    for module in &plan.modules {
+    for module in plan.modules.iter().filter(|m| stages.contains(&m.stage)) {
         let actions: Vec<&Action> = plan
             .actions
             .iter()
@@ -671,6 +737,22 @@ pub fn apply(plan: &Plan, opts: &ApplyOptions) -> Result<Outcome, ApplyError> {
     }
     // Mounts and the policy-rc.d guard are undone before the run is reported finished.
     drop(exec.runner);
+    if !stages.contains(&Stage::Final) {
+        // The unit of the later stages finishes the report.
+        exec.log.line(&format!(
+            "stages {} done",
+            stages
+                .iter()
+                .map(|s| s.name())
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+        return Ok(Outcome {
+            status,
+            warnings: exec.warnings,
+            final_message: exec.final_message,
+        });
+    }
     status.finish();
     reporter.write(&status);
     reporter.boot_finished(&opts.instance_id);

@@ -181,6 +181,11 @@ impl Runner {
         }
     }
 
+    /// A secret made during the run (a random password), scrubbed from output from now on.
+    pub fn add_secret(&mut self, secret: &str) {
+        self.secrets.push(secret.to_owned());
+    }
+
     fn host_path(&self, target: &str) -> PathBuf {
         match &self.config.root {
             Some(root) => root.join(target.trim_start_matches('/')),
@@ -285,6 +290,12 @@ impl Runner {
         }
         self.run_with_lock_retry(argv, env, stdin, ok_exit_codes, log)
             .map(|_| ())
+    }
+
+    /// Runs a command that only reads or makes files of its own (ssh-keygen), for its output
+    /// (stdout, then stderr), scrubbed like the log.
+    pub fn run_output(&mut self, argv: &[String], log: &mut RunLog) -> Result<String, RunError> {
+        self.run_with_lock_retry(argv, &BTreeMap::new(), None, &[0], log)
     }
 
     fn run_update(

@@ -34,6 +34,7 @@ fn executor<'o>(opts: &'o ApplyOptions) -> Executor<'o> {
 
 fn options(root: &Path) -> ApplyOptions {
     ApplyOptions {
+        stages: Vec::new(),
         root: root.to_path_buf(),
         image_root: true,
         force: false,
@@ -102,4 +103,74 @@ fn installed_packages_come_from_dpkg_status() {
     .unwrap();
     let installed = installed_packages(dir.path()).unwrap();
     assert_eq!(installed.into_iter().collect::<Vec<_>>(), vec!["tzdata"]);
+}
+
+/// A plan of one init-stage file and one final-stage file.
+fn two_stage_plan() -> Plan {
+    let write = |module: &'static str, stage: Stage, path: &str| Action {
+        module,
+        stage,
+        kind: ActionKind::WriteFile {
+            path: path.into(),
+            mode: "0644".into(),
+            owner: "root".into(),
+            group: "root".into(),
+            content: crate::action::Text::plain("x\n"),
+        },
+    };
+    let entry = |name, stage| ModuleEntry {
+        name,
+        stage,
+        frequency: Frequency::PerInstance,
+    };
+    Plan {
+        facts: Default::default(),
+        modules: vec![
+            entry("write_files", Stage::Init),
+            entry("final_message", Stage::Final),
+        ],
+        actions: vec![
+            write("write_files", Stage::Init, "/etc/early"),
+            write("final_message", Stage::Final, "/etc/late"),
+        ],
+        warnings: Vec::new(),
+    }
+}
+
+#[test]
+fn the_init_unit_leaves_the_report_running_for_the_later_stages() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = two_stage_plan();
+    let mut opts = options(dir.path());
+    opts.stages = vec![Stage::Init];
+    let outcome = apply(&plan, &opts).unwrap();
+    assert_eq!(outcome.status.status, RunStatus::Running);
+    assert!(dir.path().join("etc/early").exists());
+    assert!(!dir.path().join("etc/late").exists());
+    let between = crate::report::read_status(&opts.runtime_dir)
+        .unwrap()
+        .unwrap();
+    assert_eq!(between.status, RunStatus::Running);
+    assert_eq!(between.modules[0].status, ModuleState::Ok);
+    assert_eq!(between.modules[1].status, ModuleState::Pending);
+
+    opts.stages = vec![Stage::Config, Stage::Final];
+    let outcome = apply(&plan, &opts).unwrap();
+    assert_eq!(outcome.status.status, RunStatus::Done);
+    assert!(dir.path().join("etc/late").exists());
+    // The init stage's result is kept, not run again nor forgotten.
+    assert_eq!(outcome.status.modules[0].status, ModuleState::Ok);
+    assert_eq!(outcome.status.modules[0].reason, None);
+    assert_eq!(outcome.status.modules[1].status, ModuleState::Ok);
+}
+
+#[test]
+fn later_stages_alone_run_the_earlier_ones_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.stages = vec![Stage::Config, Stage::Final];
+    let outcome = apply(&two_stage_plan(), &opts).unwrap();
+    assert_eq!(outcome.status.status, RunStatus::Done);
+    assert!(dir.path().join("etc/early").exists());
+    assert!(dir.path().join("etc/late").exists());
 }

@@ -50,6 +50,24 @@ impl DatasourceArg {
     }
 }
 
+/// A boot stage of `run` (cloud-init's init, config and final).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StageArg {
+    Init,
+    Config,
+    Final,
+}
+
+impl StageArg {
+    pub fn stage(self) -> crate::action::Stage {
+        match self {
+            StageArg::Init => crate::action::Stage::Init,
+            StageArg::Config => crate::action::Stage::Config,
+            StageArg::Final => crate::action::Stage::Final,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check user data offline: diagnostics as FILE:LINE:COL, exit 1 when there are errors.
@@ -108,6 +126,16 @@ pub enum Command {
         /// The datasource; `auto` detects it (docs/datasources.md).
         #[arg(long, value_enum, default_value_t = DatasourceArg::Auto)]
         datasource: DatasourceArg,
+        /// Run only these stages (comma-separated; default all). The package's units run
+        /// `init` before sshd starts and `config,final` after it; a later stage whose earlier
+        /// ones did not run this boot runs them first.
+        #[arg(
+            long = "stage",
+            value_enum,
+            value_delimiter = ',',
+            value_name = "STAGE"
+        )]
+        stages: Vec<StageArg>,
     },
     /// Make the next boot a first boot, like `cloud-init clean`: remove the instance state
     /// and cloud-init's compatibility files (an image builder's last step). The image's own
@@ -161,5 +189,10 @@ pub enum Command {
     /// `running`, so that `status --wait` returns. Reads systemd's $SERVICE_RESULT,
     /// $EXIT_CODE and $EXIT_STATUS.
     #[command(hide = true)]
-    StopPost,
+    StopPost {
+        /// The unit ran only up to this stage: its success leaves the report open for the
+        /// unit that runs the rest.
+        #[arg(long, value_enum)]
+        stage: Option<StageArg>,
+    },
 }

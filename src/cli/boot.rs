@@ -5,7 +5,7 @@ use std::path::Path;
 use super::args::{DatasourceArg, Format};
 use super::check::{check_loaded, plan_command};
 use super::error::{CliError, display_name, read_input, system_config, write_out};
-use crate::action::Facts;
+use crate::action::{Facts, Stage};
 use crate::config::{self, Loaded};
 use crate::datasource::{self, Host, InstanceData};
 use crate::decode::Limits;
@@ -43,6 +43,7 @@ pub fn apply_command(
         force,
         run_scripts,
         format,
+        stages: &[],
     })
 }
 
@@ -66,6 +67,8 @@ struct Applying<'a> {
     force: bool,
     run_scripts: bool,
     format: Format,
+    /// The stages to run (empty: all).
+    stages: &'a [Stage],
 }
 
 /// Plans, applies, prints the outcome.
@@ -94,6 +97,7 @@ fn apply_loaded(a: Applying<'_>) -> Result<u8, CliError> {
         eprintln!("cloudcfg: warning: {}: {}", w.path, w.message);
     }
     let opts = crate::apply::ApplyOptions {
+        stages: a.stages.to_vec(),
         root: a.root.unwrap_or(Path::new("/")).to_path_buf(),
         image_root: a.root.is_some(),
         force: a.force,
@@ -166,9 +170,10 @@ pub fn run_command(
     cli_config: Option<&Path>,
     root: Option<&Path>,
     datasource: DatasourceArg,
+    stages: &[Stage],
 ) -> Result<u8, CliError> {
     let mut critical = Critical::default();
-    let result = boot(cli_config, root, datasource, &mut critical);
+    let result = boot(cli_config, root, datasource, stages, &mut critical);
     match &result {
         Ok(_) | Err(CliError::ModuleFailed) => {}
         Err(e) => {
@@ -190,7 +195,11 @@ pub fn run_command(
                 .filter(|id| target::check_instance_id(id).is_ok())
                 .unwrap_or("iid-datasource-none");
             reporter.begin_instance(instance);
-            reporter.boot_finished(instance);
+            // A run of the early stages only is followed by the unit that runs the rest,
+            // which tries again and says when the boot is finished.
+            if stages.is_empty() || stages.contains(&Stage::Final) {
+                reporter.boot_finished(instance);
+            }
         }
     }
     result
@@ -200,6 +209,7 @@ fn boot(
     cli_config: Option<&Path>,
     root: Option<&Path>,
     requested: DatasourceArg,
+    stages: &[Stage],
     critical: &mut Critical,
 ) -> Result<u8, CliError> {
     let system = system_config(cli_config)?;
@@ -252,12 +262,17 @@ fn boot(
         force: false,
         run_scripts: false,
         format: Format::Text,
+        stages,
     })
 }
 
-pub fn stop_post_command() -> Result<u8, CliError> {
+pub fn stop_post_command(ran_up_to: Option<Stage>) -> Result<u8, CliError> {
     let var = |name| std::env::var(name).unwrap_or_default();
     let result = var("SERVICE_RESULT");
+    if result == "success" && ran_up_to.is_some_and(|stage| stage != Stage::Final) {
+        // The report stays `running` for the unit that runs the later stages.
+        return Ok(0);
+    }
     let why = format!(
         "service result {}, {} {}",
         if result.is_empty() {

@@ -110,9 +110,16 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             *force,
             *format,
         ),
-        Command::Run { root, datasource } => {
-            run_command(cli.config.as_deref(), root.as_deref(), *datasource)
-        }
+        Command::Run {
+            root,
+            datasource,
+            stages,
+        } => run_command(
+            cli.config.as_deref(),
+            root.as_deref(),
+            *datasource,
+            &stages.iter().map(|s| s.stage()).collect::<Vec<_>>(),
+        ),
         Command::Clean {
             root,
             logs,
@@ -166,7 +173,7 @@ fn run(cli: Cli) -> Result<u8, CliError> {
                 })?;
             Ok(0)
         }
-        Command::StopPost => stop_post_command(),
+        Command::StopPost { stage } => stop_post_command(stage.map(|s| s.stage())),
     }
 }
 

@@ -71,7 +71,11 @@ macro_rules! registry {
 registry! {
     bootcmd::Bootcmd,
     write_files::WriteFiles,
+    set_hostname::SetHostname,
+    update_etc_hosts::UpdateEtcHosts,
     users_groups::UsersGroups,
+    ssh::Ssh,
+    set_passwords::SetPasswords,
     apt_pipelining::AptPipelining,
     apt_configure::AptConfigure,
     runcmd::Runcmd,
@@ -82,6 +86,7 @@ registry! {
     scripts_per_boot::ScriptsPerBoot,
     scripts_per_instance::ScriptsPerInstance,
     scripts_user::ScriptsUser,
+    keys_to_console::KeysToConsole,
     final_message::FinalMessage,
     power_state_change::PowerStateChange,
 }

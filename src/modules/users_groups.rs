@@ -1,8 +1,8 @@
-//! `users_groups`: groups, users and their SSH keys (cloud-init's `cc_users_groups`, with the
-//! default user's keys as `cc_ssh` gives them). The default user comes from the system config
-//! (`default_user`, cloud-init's `system_info.default_user`) with Debian's or Ubuntu's
-//! cloud-init defaults; `users` absent means `[default]`. The instance's public keys (from the
-//! datasource) and the top-level `ssh_authorized_keys` go to the default user.
+//! `users_groups`: groups, users and their own SSH keys (cloud-init's `cc_users_groups`). The
+//! default user comes from the system config (`default_user`, cloud-init's
+//! `system_info.default_user`) with Debian's or Ubuntu's cloud-init defaults; `users` absent
+//! means `[default]`. The instance's public keys and the top-level `ssh_authorized_keys` are
+//! the `ssh` module's, which gives them to the default user, as cloud-init's `cc_ssh` does.
 //!
 //! Accounts are made and amended with groupadd, useradd, usermod, gpasswd and chpasswd through
 //! the one runner (chrooted under `--root`), never recreated. The sudoers drop-in is checked
@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::action::{ActionKind, Distro, Frequency, PlanError, Stage, Text};
-use crate::module::{Checker, Module, Planner};
+use crate::module::{Checker, Module, Need, Planner};
 use crate::values;
 
 /// cloud-init's sudoers drop-in.
@@ -28,9 +28,6 @@ pub struct UsersGroups {
     /// Groups to create: a name, or `{name: [members]}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub groups: Option<Vec<GroupSpec>>,
-    /// Keys for the default user's `~/.ssh/authorized_keys`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ssh_authorized_keys: Option<Vec<String>>,
 }
 
 /// One item of `users`.
@@ -186,7 +183,7 @@ pub fn authorized_key(line: &str) -> Result<(), String> {
 }
 
 /// A crypt(3) hash as shadow stores it, or a locked (`!`, `*`) one.
-fn crypt_hash(hash: &str) -> Result<(), String> {
+pub fn crypt_hash(hash: &str) -> Result<(), String> {
     let ok = hash.starts_with('$')
         && hash.split('$').count() >= 4
         && hash
@@ -331,8 +328,12 @@ impl Module for UsersGroups {
                 cx.check(&format!("groups[{i}]"), values::account_name(&name));
             }
         }
-        for (i, key) in self.ssh_authorized_keys.iter().flatten().enumerate() {
-            cx.check(&format!("ssh_authorized_keys[{i}]"), authorized_key(key));
+    }
+
+    fn needs(&self) -> Vec<Need> {
+        match self.has_default() {
+            true => vec![Need::DefaultUser],
+            false => Vec::new(),
         }
     }
 
@@ -351,7 +352,6 @@ impl Module for UsersGroups {
         }
         let distro = planner.facts.distro();
         let users = self.users(planner.system, distro);
-        let default_name = default_user(planner.system, distro).name;
         let mut sudoers = String::new();
         for user in &users {
             let hash = user.hashed_passwd.clone().or(user.passwd.clone());
@@ -381,21 +381,17 @@ impl Module for UsersGroups {
                     sudoers.push_str(&format!("{} {rule}\n", user.name));
                 }
             }
-            let mut keys: Vec<String> = user.ssh_authorized_keys.clone().unwrap_or_default();
-            if user.name == default_name && self.has_default() {
-                keys.extend(self.ssh_authorized_keys.iter().flatten().cloned());
-                keys.extend(planner.facts.public_keys.iter().cloned());
-            }
-            let mut unique = Vec::new();
-            for key in keys {
-                if !unique.contains(&key) {
-                    unique.push(key);
+            let mut unique: Vec<String> = Vec::new();
+            for key in user.ssh_authorized_keys.iter().flatten() {
+                if !unique.contains(key) {
+                    unique.push(key.clone());
                 }
             }
             if !unique.is_empty() {
                 planner.push(ActionKind::AuthorizedKeys {
                     user: user.name.clone(),
                     keys: unique,
+                    options: None,
                 });
             }
         }

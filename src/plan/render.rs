@@ -101,12 +101,91 @@ pub fn describe(action: &Action) -> String {
                 lines(content)
             )
         }
-        ActionKind::AuthorizedKeys { user, keys } => {
+        ActionKind::AuthorizedKeys {
+            user,
+            keys,
+            options,
+        } => {
             let n = keys.len();
             format!(
-                "keys    {n} SSH key{} for {user}",
-                if n == 1 { "" } else { "s" }
+                "keys    {n} SSH key{} for {user}{}",
+                if n == 1 { "" } else { "s" },
+                if options.is_some() {
+                    ", each behind the options (the disable_root stub)"
+                } else {
+                    ""
+                }
             )
+        }
+        ActionKind::HostKeys {
+            delete_existing,
+            generate,
+            given,
+            comment,
+            quiet,
+        } => {
+            let mut parts = Vec::new();
+            if *delete_existing {
+                parts.push("remove the image's".to_owned());
+            }
+            for file in given {
+                let secret = if file.content.is_sensitive() {
+                    ", secret"
+                } else {
+                    ""
+                };
+                parts.push(format!("write {} ({}{secret})", file.name, file.mode));
+            }
+            if !generate.is_empty() {
+                parts.push(format!(
+                    "make {} when missing ({comment}{})",
+                    generate.join(", "),
+                    if *quiet { ", quietly" } else { "" }
+                ));
+            }
+            format!("hostkeys {}", parts.join("; "))
+        }
+        ActionKind::HostKeysToConsole {
+            skip_fingerprints,
+            skip_keys,
+        } => {
+            let mut out = String::from("console host key fingerprints and keys");
+            for (what, list) in [("fingerprints", skip_fingerprints), ("keys", skip_keys)] {
+                if !list.is_empty() {
+                    out.push_str(&format!(", no {what} of {}", list.join(", ")));
+                }
+            }
+            out
+        }
+        ActionKind::SetHostname {
+            hostname,
+            create_file,
+        } => format!(
+            "hostname {hostname} (/etc/hostname{}; the running system's unless an image root)",
+            if *create_file { "" } else { " if it exists" }
+        ),
+        ActionKind::HostsEntry { address, names } => {
+            format!("hosts   {address} {} in /etc/hosts", names.join(" "))
+        }
+        ActionKind::SetPasswords { passwords, expire } => {
+            let set: Vec<String> = passwords
+                .iter()
+                .map(|p| match p.kind {
+                    crate::action::PasswordKind::Text => format!("{} (text)", p.user),
+                    crate::action::PasswordKind::Hash => format!("{} (hash)", p.user),
+                    crate::action::PasswordKind::Random => {
+                        format!("{} (random, shown on the console only)", p.user)
+                    }
+                })
+                .collect();
+            let mut out = format!("passwd  {}", set.join(", "));
+            if !expire.is_empty() {
+                out.push_str(&format!("; expire {}", expire.join(", ")));
+            }
+            out
+        }
+        ActionKind::ReloadService { unit } => {
+            format!("reload  {unit} if it is running (--no-block)")
         }
         ActionKind::FinalMessage { template } => format!("message {}", quote(template)),
         ActionKind::PowerState { argv, condition } => {

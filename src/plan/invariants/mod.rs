@@ -46,6 +46,9 @@ pub fn check(plan: &Plan) -> Result<(), Violation> {
         for path in action.written_paths() {
             allowed_path(action.module, path).map_err(|e| violation("path", at, e))?;
         }
+        for path in action.host_key_paths() {
+            allowed_path(action.module, &path).map_err(|e| violation("path", at, e))?;
+        }
         check_writes_once(&mut writers, i, action)?;
         match &action.kind {
             ActionKind::WriteFile {
@@ -95,10 +98,48 @@ pub fn check(plan: &Plan) -> Result<(), Violation> {
                     return Err(violation("sudoers", at, "a rule line without a rule"));
                 }
             }
-            ActionKind::AuthorizedKeys { user, keys } => {
+            ActionKind::AuthorizedKeys {
+                user,
+                keys,
+                options,
+            } => {
                 crate::values::account_name(user).map_err(|e| violation("keys", at, e))?;
-                for key in keys {
+                for key in keys.iter().chain(options) {
                     crate::values::single_line(key).map_err(|e| violation("keys", at, e))?;
+                }
+            }
+            ActionKind::HostKeys {
+                generate,
+                given,
+                comment,
+                ..
+            } => check_host_keys(generate, given, comment)
+                .map_err(|e| violation("host_keys", at, e))?,
+            ActionKind::HostKeysToConsole {
+                skip_fingerprints,
+                skip_keys,
+            } => {
+                for word in skip_fingerprints.iter().chain(skip_keys) {
+                    crate::values::single_line(word).map_err(|e| violation("console", at, e))?;
+                }
+            }
+            ActionKind::SetHostname { hostname, .. } => {
+                crate::values::host_name(hostname).map_err(|e| violation("hostname", at, e))?
+            }
+            ActionKind::HostsEntry { address, names } => {
+                if address.parse::<std::net::IpAddr>().is_err() {
+                    return Err(violation("hosts", at, format!("{address:?} is no address")));
+                }
+                for name in names {
+                    crate::values::host_name(name).map_err(|e| violation("hosts", at, e))?;
+                }
+            }
+            ActionKind::SetPasswords { passwords, expire } => {
+                check_passwords(passwords, expire).map_err(|e| violation("passwords", at, e))?
+            }
+            ActionKind::ReloadService { unit } => {
+                if unit != "ssh.service" {
+                    return Err(violation("service", at, format!("reload of {unit:?}")));
                 }
             }
             ActionKind::FinalMessage { template } => {
@@ -171,6 +212,76 @@ pub fn check(plan: &Plan) -> Result<(), Violation> {
     }
     check_order(plan)?;
     check_redaction(plan)?;
+    Ok(())
+}
+
+/// Host keys: the types sshd knows, file names of /etc/ssh's host keys, private keys 0600 and
+/// secret, a one-line comment.
+fn check_host_keys(
+    generate: &[String],
+    given: &[crate::action::HostKeyFile],
+    comment: &str,
+) -> Result<(), String> {
+    use crate::modules::ssh::KEY_TYPES;
+    for key_type in generate {
+        if !KEY_TYPES.contains(&key_type.as_str()) {
+            return Err(format!("key type {key_type:?}"));
+        }
+    }
+    for file in given {
+        let key_type = file
+            .name
+            .strip_prefix("ssh_host_")
+            .and_then(|n| n.split_once("_key"))
+            .filter(|(t, rest)| KEY_TYPES.contains(t) && ["", ".pub", "-cert.pub"].contains(rest));
+        let Some((_, rest)) = key_type else {
+            return Err(format!("{:?} is not a host key file", file.name));
+        };
+        let private = rest.is_empty();
+        if private != file.content.is_sensitive() || (private && file.mode != "0600") {
+            return Err(format!(
+                "{} is {} and secret: {}",
+                file.name, file.mode, private
+            ));
+        }
+        if !private && file.mode != "0644" {
+            return Err(format!("{} is {}, not 0644", file.name, file.mode));
+        }
+    }
+    crate::values::single_line(comment)?;
+    if comment.starts_with('-') {
+        return Err(format!("comment {comment:?} reads as an option"));
+    }
+    Ok(())
+}
+
+/// Passwords: account names, a secret for every given one, none for a random one, and only
+/// users whose password is set expire.
+fn check_passwords(passwords: &[crate::action::Password], expire: &[String]) -> Result<(), String> {
+    use crate::action::PasswordKind;
+    for p in passwords {
+        crate::values::account_name(&p.user)?;
+        // chpasswd reads `user:password` lines: no line break anywhere, no `:` in a hash.
+        let ok = match (&p.password, p.kind) {
+            (None, PasswordKind::Random) => true,
+            (Some(text), PasswordKind::Text) => text.is_sensitive() && !text.text.contains('\n'),
+            (Some(text), PasswordKind::Hash) => {
+                text.is_sensitive() && !text.text.contains(['\n', ':'])
+            }
+            _ => false,
+        };
+        if !ok {
+            return Err(format!(
+                "the password of {} is not a secret of its kind",
+                p.user
+            ));
+        }
+    }
+    for user in expire {
+        if !passwords.iter().any(|p| &p.user == user) {
+            return Err(format!("{user} expires without a new password"));
+        }
+    }
     Ok(())
 }
 
