@@ -56,7 +56,15 @@ pub enum Need {
     /// `users` has the default user: it gets the instance's keys and `password`.
     DefaultUser,
     /// The names `set_hostname`'s keys give, for /etc/hosts and the host keys' comment.
-    Hostname(crate::modules::set_hostname::HostnameKeys),
+    Hostname(HostnameKeys),
+}
+
+/// What `set_hostname`'s keys say, for the modules that use the same names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostnameKeys {
+    pub hostname: Option<String>,
+    pub fqdn: Option<String>,
+    pub prefer_fqdn: bool,
 }
 
 /// Finds diagnostics' positions for checks that run on typed values.

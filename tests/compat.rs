@@ -129,12 +129,19 @@ fn cloudcfg_facts(case_dir: &Path, meta: &serde_json::Value) -> Option<FactMap> 
                 let text = content.iter().chain(content_base64).map(|t| t.text.clone());
                 files.insert(path.clone(), (mode.clone(), text.collect()));
             }
-            // A console line, not a state of the system; accounts are not recorded yet.
+            // Console lines, not states of the system; accounts, host keys and names are not
+            // recorded by the oracle yet (issue 18 compares them as outcomes).
             ActionKind::FinalMessage { .. }
+            | ActionKind::HostKeysToConsole { .. }
             | ActionKind::EnsureGroup { .. }
             | ActionKind::EnsureUser { .. }
             | ActionKind::WriteSudoers { .. }
-            | ActionKind::AuthorizedKeys { .. } => {}
+            | ActionKind::AuthorizedKeys { .. }
+            | ActionKind::SetPasswords { .. }
+            | ActionKind::HostKeys { .. }
+            | ActionKind::SetHostname { .. }
+            | ActionKind::HostsEntry { .. }
+            | ActionKind::ReloadService { .. } => {}
             ActionKind::PowerState { argv, .. } => {
                 command_fact(&mut out, argv, &BTreeMap::new(), None);
             }

@@ -268,8 +268,12 @@ fn apply_configures_apt_debconf_and_packages_then_runs_once_per_instance() {
     // Every other module had nothing to do (no apt_pipelining key: as cloud-init's default
     // "os", apt keeps its own) and was skipped.
     let ran = BTreeMap::from([
-        // The default user, which every config gets, as in cloud-init.
+        // What every config gets, as in cloud-init: the datasource's (here the root's)
+        // hostname, the default user, new host keys and their fingerprints on the console.
+        ("set_hostname".to_owned(), "ok".to_owned()),
         ("users_groups".to_owned(), "ok".to_owned()),
+        ("ssh".to_owned(), "ok".to_owned()),
+        ("keys_to_console".to_owned(), "ok".to_owned()),
         ("apt_configure".to_owned(), "ok".to_owned()),
         ("package_update_upgrade_install".to_owned(), "ok".to_owned()),
         ("final_message".to_owned(), "ok".to_owned()),

@@ -277,6 +277,9 @@ pub struct Password {
     pub password: Option<Text>,
 }
 
+/// The name the system takes at boot.
+pub const HOSTNAME_FILE: &str = "/etc/hostname";
+
 /// Where sshd finds the instance's host keys.
 pub const SSH_DIR: &str = "/etc/ssh";
 
@@ -387,7 +390,7 @@ impl Action {
             | ActionKind::WriteSudoers { path, .. }
             | ActionKind::EditIni { path, .. } => vec![path.as_str()],
             ActionKind::FetchKey { dest, .. } => vec![dest.as_str()],
-            ActionKind::SetHostname { .. } => vec!["/etc/hostname"],
+            ActionKind::SetHostname { .. } => vec![HOSTNAME_FILE],
             ActionKind::HostsEntry { .. } => vec!["/etc/hosts"],
             _ => Vec::new(),
         }

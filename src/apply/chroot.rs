@@ -114,6 +114,20 @@ impl ChrootGuard {
     }
 }
 
+/// Undoes what a killed run left in `root` (its policy-rc.d, the saved original, the mounts),
+/// even when this run has no command to run: taking the leftovers over and dropping them is
+/// what a finished run would have done.
+pub fn undo_leftovers(root: &Path) -> Result<(), ChrootError> {
+    let ours = fs::read_to_string(root.join(POLICY_RC_D)).is_ok_and(|t| t == POLICY_SCRIPT);
+    let mounted = ["proc", "sys", "dev"]
+        .iter()
+        .any(|d| is_mount_point(&root.join(d)));
+    if ours || root.join(POLICY_RC_D_SAVED).exists() || mounted {
+        drop(ChrootGuard::enter(root)?);
+    }
+    Ok(())
+}
+
 /// Whether `path` is a mount point (per /proc/self/mountinfo).
 fn is_mount_point(path: &Path) -> bool {
     let Ok(real) = fs::canonicalize(path) else {

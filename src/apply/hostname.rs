@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use super::runner::{Runner, RunnerConfig};
 use super::{ActionError, Executor};
+use crate::action::HOSTNAME_FILE;
 
-pub const HOSTNAME_FILE: &str = "/etc/hostname";
 const HOSTS_FILE: &str = "/etc/hosts";
 
 /// `hosts` with `names` on the (first) line of `address`, every other line kept; a missing

@@ -658,6 +658,12 @@ pub fn apply(plan: &Plan, opts: &ApplyOptions) -> Result<Outcome, ApplyError> {
         opts.datasource,
         plan.actions.len()
     ));
+    if opts.image_root
+        && let Err(e) = chroot::undo_leftovers(&opts.root)
+    {
+        // The first command's guard tries again and fails its module with the reason.
+        exec.log.line(&format!("leftovers of a killed run: {e}"));
+    }
 
     for module in plan.modules.iter().filter(|m| stages.contains(&m.stage)) {
         let actions: Vec<&Action> = plan

@@ -29,6 +29,7 @@ pub const CLOUD_INIT_KEYS_NOT_HANDLED: &[&str] = &[
     "apk_repos",
     "apt_reboot_if_required",
     "autoinstall",
+    "authkey_hash",
     "byobu_by_default",
     "ca-certs",
     "ca_certs",

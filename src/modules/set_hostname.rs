@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::action::{ActionKind, Facts, Frequency, PlanError, Stage};
-use crate::module::{Checker, Module, Need, Planner};
+use crate::module::{Checker, HostnameKeys, Module, Need, Planner};
 use crate::values;
 
 /// The top-level keys `set_hostname` owns.
@@ -42,14 +42,6 @@ pub struct Names {
     /// The short name (or the FQDN with `prefer_fqdn_over_hostname`).
     pub hostname: String,
     pub fqdn: String,
-}
-
-/// What `set_hostname`'s keys say, for the modules that use the same names.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HostnameKeys {
-    pub hostname: Option<String>,
-    pub fqdn: Option<String>,
-    pub prefer_fqdn: bool,
 }
 
 /// The instance's names: the user data's, else the datasource's; none when neither has one.

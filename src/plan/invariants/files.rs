@@ -14,6 +14,9 @@ use crate::modules::bootcmd::Bootcmd;
 use crate::modules::puppet::Puppet;
 use crate::modules::runcmd::Runcmd;
 use crate::modules::scripts_user::ScriptsUser;
+use crate::modules::set_hostname::SetHostname;
+use crate::modules::ssh::{SSHD_DROP_IN, Ssh};
+use crate::modules::update_etc_hosts::{HOSTS_FILE, UpdateEtcHosts};
 use crate::modules::users_groups::UsersGroups;
 use crate::modules::write_files::WriteFiles;
 use crate::modules::write_files_deferred::WriteFilesDeferred;
@@ -95,7 +98,12 @@ pub fn allowed_path(module: &str, path: &str) -> Result<(), String> {
         || (module == ScriptsUser::NAME && script && path.contains("/scripts/part-"))
         || (module == UsersGroups::NAME && path == crate::modules::users_groups::SUDOERS_FILE)
         || (module == Puppet::NAME && puppet)
-        || (module == AptPipelining::NAME && path == PIPELINING_FILE);
+        || (module == AptPipelining::NAME && path == PIPELINING_FILE)
+        || (module == Ssh::NAME
+            && (path == SSHD_DROP_IN
+                || file_in(path, "/etc/ssh/", "").is_some_and(|n| n.starts_with("ssh_host_"))))
+        || (module == SetHostname::NAME && path == crate::action::HOSTNAME_FILE)
+        || (module == UpdateEtcHosts::NAME && path == HOSTS_FILE);
     match allowed {
         true => Ok(()),
         false => Err(format!(
