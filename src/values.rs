@@ -599,7 +599,7 @@ pub fn host_name(name: &str) -> Result<(), String> {
     match name_ok {
         true => Ok(()),
         false => Err(format!(
-            "{:?} is not a valid hostname (labels of letters, digits and inner `-`, 1 to 63 each,              joined by `.`)",
+            "{:?} is not a valid hostname (labels of letters, digits and inner `-`, 1 to 63 each, joined by `.`)",
             name.chars().take(80).collect::<String>()
         )),
     }

@@ -487,3 +487,272 @@ fn users_groups_sudo_and_keys_with_the_targets_own_tools() {
             .exists()
     );
 }
+
+/// A host key made on the build host, given to the instance in `ssh_keys`.
+fn given_host_key(dir: &Path) -> (String, String) {
+    let path = dir.join("given_ed25519");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "given", "-f"])
+        .arg(&path)
+        .output()
+        .expect("ssh-keygen runs on the host");
+    assert!(out.status.success(), "{out:?}");
+    let private = std::fs::read_to_string(&path).unwrap();
+    let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+    (
+        private,
+        public
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+fn names_and_keys_data(ssh_keys: &str) -> String {
+    format!(
+        "#cloud-config
+hostname: web-1
+fqdn: web-1.example.test
+manage_etc_hosts: localhost
+ssh_pwauth: true
+ssh_authorized_keys: [\"{ADMIN_KEY}\"]
+{ssh_keys}
+users:
+  - default
+  - name: bob
+    lock_passwd: false
+chpasswd:
+  expire: true
+  users:
+    - {{name: debian, password: '{HASH}', type: hash}}
+    - {{name: bob, password: {TEXT_PASSWORD}, type: text}}
+    - {{name: root, type: RANDOM}}
+"
+    )
+}
+
+const TEXT_PASSWORD: &str = "correct-horse-battery-staple";
+
+/// `/etc/ssh/ssh_host_*` of the root: name -> (mode, uid, gid, content).
+fn host_keys(env: &Env) -> std::collections::BTreeMap<String, (u32, u32, u32, String)> {
+    std::fs::read_dir(env.overlay.path("/etc/ssh"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ssh_host_"))
+        .map(|e| {
+            let (mode, uid, gid) = mode_uid_gid(&e.path());
+            let content = std::fs::read_to_string(e.path()).unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                (mode, uid, gid, content),
+            )
+        })
+        .collect()
+}
+
+fn shadow_fields(env: &Env, user: &str) -> Vec<String> {
+    env.overlay
+        .read("/etc/shadow")
+        .lines()
+        .map(|l| l.split(':').map(str::to_owned).collect::<Vec<_>>())
+        .find(|f| f[0] == user)
+        .unwrap_or_else(|| panic!("{user} not in /etc/shadow"))
+}
+
+#[test]
+fn host_keys_root_stub_names_and_passwords_in_a_real_root() {
+    let Some(env) = setup("host_keys_root_stub_names_and_passwords") else {
+        return;
+    };
+    assert!(
+        env.overlay.path("/usr/bin/ssh-keygen").exists(),
+        "the cached root lacks openssh-server (tests/e2e/bookworm-root.sh)"
+    );
+    let image_keys = host_keys(&env);
+    assert!(
+        image_keys.contains_key("ssh_host_rsa_key"),
+        "the image has host keys to remove: {:?}",
+        image_keys.keys()
+    );
+    let root_hash_before = shadow_fields(&env, "root")[1].clone();
+    let (private, public) = given_host_key(env.scratch.path());
+    let indented: String = private.lines().map(|l| format!("    {l}\n")).collect();
+    let user_data = names_and_keys_data(&format!("ssh_keys:\n  ed25519_private: |\n{indented}"));
+
+    // The plan shows neither the given private key nor a password.
+    let ud = env.scratch.path().join("plan-user-data");
+    std::fs::write(&ud, &user_data).unwrap();
+    let plan = Command::new(env!("CARGO_BIN_EXE_cloudcfg"))
+        .args([
+            "plan",
+            "--format",
+            "json",
+            "--instance-id",
+            "i-names",
+            "--user-data",
+        ])
+        .arg(&ud)
+        .arg("--root")
+        .arg(&env.overlay.root)
+        .output()
+        .unwrap();
+    let plan_text = String::from_utf8_lossy(&plan.stdout).into_owned();
+    assert!(plan.status.success(), "{plan:?}");
+    let key_body = private.lines().nth(1).unwrap();
+    for secret in [key_body, TEXT_PASSWORD, HASH] {
+        assert!(!plan_text.contains(secret), "the plan shows {secret}");
+    }
+
+    let out = env.apply(&user_data, "i-names", &[], &[]);
+    assert!(out.status.success(), "apply failed");
+    for module in [
+        "set_hostname",
+        "update_etc_hosts",
+        "users_groups",
+        "ssh",
+        "set_passwords",
+    ] {
+        assert_eq!(env.state_of(module), "ok", "{module}");
+    }
+
+    // Host keys: the image's gone, the given one in place (0600 root), its public key derived.
+    let keys = host_keys(&env);
+    assert_eq!(
+        keys.keys().collect::<Vec<_>>(),
+        ["ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"],
+        "with ssh_keys cloud-init makes no other keys"
+    );
+    assert_eq!(keys["ssh_host_ed25519_key"], (0o600, 0, 0, private.clone()));
+    let (mode, uid, gid, derived) = &keys["ssh_host_ed25519_key.pub"];
+    assert_eq!((*mode, *uid, *gid), (0o644, 0, 0));
+    assert!(derived.starts_with(&public), "{derived} is not {public}");
+    assert!(!env.overlay.path("/etc/ssh/.cloudcfg-host-keys").exists());
+
+    // sshd accepts its keys and the pwauth drop-in (0600, as cloud-init writes it).
+    let dropin = env
+        .overlay
+        .path("/etc/ssh/sshd_config.d/50-cloud-init.conf");
+    assert_eq!(mode_uid_gid(&dropin), (0o600, 0, 0));
+    assert_eq!(
+        std::fs::read_to_string(&dropin)
+            .unwrap()
+            .trim_end()
+            .lines()
+            .last(),
+        Some("PasswordAuthentication yes")
+    );
+    std::fs::create_dir_all(env.overlay.path("/run/sshd")).unwrap();
+    let sshd = env.overlay.chroot(&["/usr/sbin/sshd", "-t"]);
+    assert!(sshd.status.success(), "sshd -t: {sshd:?}");
+    let effective = env.overlay.chroot(&["/usr/sbin/sshd", "-T"]);
+    assert!(
+        String::from_utf8_lossy(&effective.stdout).contains("\npasswordauthentication yes\n"),
+        "sshd -T"
+    );
+
+    // The default user gets the key; root gets it behind cloud-init's stub.
+    assert_eq!(
+        env.overlay.read("/home/debian/.ssh/authorized_keys"),
+        format!("{ADMIN_KEY}\n")
+    );
+    let root_keys = env.overlay.read("/root/.ssh/authorized_keys");
+    assert_eq!(
+        root_keys,
+        format!(
+            "no-port-forwarding,no-agent-forwarding,no-X11-forwarding,command=\"echo 'Please \
+             login as the user \\\"debian\\\" rather than the user \\\"root\\\".';echo;sleep \
+             10;exit 142\" {ADMIN_KEY}\n"
+        )
+    );
+    assert_eq!(
+        mode_uid_gid(&env.overlay.path("/root/.ssh/authorized_keys")),
+        (0o600, 0, 0)
+    );
+
+    // Names: /etc/hostname and the 127.0.1.1 line, the rest of Debian's file kept.
+    assert_eq!(env.overlay.read("/etc/hostname"), "web-1\n");
+    let hosts = env.overlay.read("/etc/hosts");
+    assert!(
+        hosts.contains("127.0.0.1\tlocalhost\n") || hosts.contains("127.0.0.1 localhost\n"),
+        "{hosts}"
+    );
+    assert_eq!(
+        hosts
+            .lines()
+            .filter(|l| l.starts_with("127.0.1.1"))
+            .collect::<Vec<_>>(),
+        ["127.0.1.1 web-1.example.test web-1"],
+        "{hosts}"
+    );
+
+    // Passwords: the hash as given, the text one hashed by chpasswd, a random one for root;
+    // all expired (last change 0), as cloud-init 22.3 and later do for hashes too.
+    assert_eq!(shadow_fields(&env, "debian")[1], HASH);
+    let bob = shadow_fields(&env, "bob");
+    assert!(
+        bob[1].starts_with('$') && !bob[1].contains(TEXT_PASSWORD),
+        "{bob:?}"
+    );
+    let root = shadow_fields(&env, "root");
+    assert_ne!(root[1], root_hash_before);
+    for user in ["debian", "bob", "root"] {
+        assert_eq!(shadow_fields(&env, user)[2], "0", "{user} expired");
+    }
+    // The random password is shown once, to whoever builds the image, and logged nowhere.
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let random = stderr
+        .lines()
+        .skip_while(|l| *l != "Set the following 'random' passwords")
+        .nth(1)
+        .and_then(|l| l.strip_prefix("root:"))
+        .unwrap_or_else(|| panic!("no random password shown: {stderr}"))
+        .to_owned();
+    assert_eq!(random.len(), 20, "{random}");
+    let log = env.overlay.read("/var/log/cloudcfg.log");
+    for secret in [random.as_str(), TEXT_PASSWORD, HASH, key_body] {
+        assert!(!log.contains(secret), "the log holds {secret}");
+    }
+    assert_eq!(
+        mode_uid_gid(&env.overlay.path("/var/log/cloudcfg.log")).0,
+        0o600
+    );
+
+    // The same instance again: nothing of it changes.
+    let root_keys_before = root_keys.clone();
+    let out = env.apply(&user_data, "i-names", &[], &[]);
+    assert!(out.status.success());
+    assert_eq!(host_keys(&env), keys);
+    assert_eq!(
+        env.overlay.read("/root/.ssh/authorized_keys"),
+        root_keys_before
+    );
+    assert_eq!(
+        env.overlay.read("/home/debian/.ssh/authorized_keys"),
+        format!("{ADMIN_KEY}\n")
+    );
+
+    // A clone (new instance id) without ssh_keys: the old keys go, new ones of the asked types.
+    let clone = names_and_keys_data("ssh_genkeytypes: [ecdsa, ed25519]\nssh_quiet_keygen: true");
+    let out = env.apply(&clone, "i-names-2", &[], &[]);
+    assert!(out.status.success(), "clone apply failed");
+    let new_keys = host_keys(&env);
+    assert_eq!(
+        new_keys.keys().collect::<Vec<_>>(),
+        [
+            "ssh_host_ecdsa_key",
+            "ssh_host_ecdsa_key.pub",
+            "ssh_host_ed25519_key",
+            "ssh_host_ed25519_key.pub"
+        ]
+    );
+    assert_ne!(new_keys["ssh_host_ed25519_key"].3, private);
+    assert!(
+        new_keys["ssh_host_ecdsa_key.pub"]
+            .3
+            .trim_end()
+            .ends_with(" root@web-1")
+    );
+    let sshd = env.overlay.chroot(&["/usr/sbin/sshd", "-t"]);
+    assert!(sshd.status.success(), "sshd -t: {sshd:?}");
+}

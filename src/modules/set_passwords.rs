@@ -158,7 +158,10 @@ impl SetPasswords {
             ));
         }
         for (i, line) in chpasswd.list.iter().flat_map(|l| l.lines()).enumerate() {
-            let (user, password) = line.split_once(':').unwrap_or((line.as_str(), ""));
+            // A line without `:` is an error of its own (check); it names no password.
+            let Some((user, password)) = line.split_once(':') else {
+                continue;
+            };
             entries.push((
                 format!("chpasswd.list[{i}]"),
                 read_password(user, password),
