@@ -37,7 +37,9 @@ SUITE=bookworm
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 VARIANT=minbase
 # sudo: visudo checks the users module's sudoers drop-in (tests/e2e_user_data.rs, the VM image).
-INCLUDE=systemd-sysv,udev,linux-image-amd64,ifupdown,isc-dhcp-client,iproute2,ca-certificates,kmod,ncurses-base,sudo
+# openssh-server: the VM tests log in (tests/e2e_vm.rs, benches/time-to-ssh.sh); its postinst
+# makes host keys, which tests/vm/build-image.sh removes again for the first-boot variants.
+INCLUDE=systemd-sysv,udev,linux-image-amd64,ifupdown,isc-dhcp-client,iproute2,ca-certificates,kmod,ncurses-base,sudo,openssh-server
 HOSTNAME_=cloudcfg-e2e
 # Bump when the post-debootstrap steps below change: it is part of the stamp.
 RECIPE_VERSION=1
