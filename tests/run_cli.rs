@@ -233,6 +233,47 @@ fn ec2_first_boot_second_boot_and_clone() {
 }
 
 #[test]
+fn the_later_stages_use_the_fetch_of_the_init_stage() {
+    // The package's two units: `init` before sshd, `config,final` after it.
+    let imds = imds("i-0aaa", USER_DATA);
+    let boot = Boot::new(&ec2_config(&imds.server));
+    let out = boot.run(&["--stage", "init"]);
+    assert_eq!(code(&out), 0);
+    assert_eq!(
+        boot.status()["status"],
+        "running",
+        "the later unit finishes it"
+    );
+    let fetched = boot.path("run/cloudcfg/fetched.json");
+    assert_eq!(mode(&fetched), 0o600, "it holds the user data");
+
+    // Metadata that changes between the units must not split the boot between two instances.
+    *imds.instance_id.lock().unwrap() = "i-0bbb".into();
+    let out = boot.run(&["--stage", "config,final"]);
+    assert_eq!(code(&out), 0);
+    let status = boot.status();
+    assert_eq!(status["status"], "done");
+    assert_eq!(status["instance_id"], "i-0aaa");
+    assert_eq!(boot.module_status("apt_configure").0, "ok");
+    let user_data_fetches = imds
+        .server
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/latest/user-data")
+        .count();
+    assert_eq!(user_data_fetches, 1, "the later unit fetched again");
+
+    // A copy of another boot is not used: the next boot fetches and sees the clone.
+    let mut copy: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&fetched).unwrap()).unwrap();
+    copy["boot_id"] = "another-boot".into();
+    std::fs::write(&fetched, serde_json::to_vec(&copy).unwrap()).unwrap();
+    let out = boot.run(&["--stage", "config,final"]);
+    assert_eq!(code(&out), 0);
+    assert_eq!(boot.status()["instance_id"], "i-0bbb");
+}
+
+#[test]
 fn ec2_invalid_user_data_is_critical_and_kept() {
     let imds = imds("i-0bad", "#cloud-config\npackages: openssh-server\n");
     let boot = Boot::new(&ec2_config(&imds.server));

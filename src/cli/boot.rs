@@ -5,6 +5,7 @@ use std::path::Path;
 use super::args::{DatasourceArg, Format};
 use super::check::{check_loaded, plan_command};
 use super::error::{CliError, display_name, read_input, system_config, write_out};
+use super::fetched;
 use crate::action::{Facts, Stage};
 use crate::config::{self, Loaded};
 use crate::datasource::{self, Host, InstanceData};
@@ -218,16 +219,38 @@ fn boot(
         Some(dir) => Host::image(dir),
         None => Host::running(),
     };
-    let detected = datasource::detect(requested.requested(), &host, &system)?;
-    let name = detected.choice.name();
+    let runtime = crate::report::runtime_dir();
+    let this_boot = boot_id();
+    let earlier_stage_ran = !stages.is_empty() && !stages.contains(&Stage::Init);
+    let (why, data): (String, InstanceData) = match earlier_stage_ran
+        .then(|| fetched::kept(&runtime, &this_boot, target))
+        .flatten()
+    {
+        Some((why, data)) => {
+            log::info!(
+                "datasource {}: as the init stage fetched it",
+                data.datasource
+            );
+            (why, data)
+        }
+        None => {
+            let detected = datasource::detect(requested.requested(), &host, &system)?;
+            critical.datasource = Some(detected.choice.name());
+            log::info!("datasource {}: {}", detected.choice.name(), detected.why);
+            let data = detected.choice.build().fetch()?;
+            if !stages.is_empty() && !stages.contains(&Stage::Final) {
+                fetched::keep(&runtime, &this_boot, target, &detected.why, &data);
+            }
+            (detected.why, data)
+        }
+    };
+    let name = data.datasource;
     critical.datasource = Some(name);
-    log::info!("datasource {name}: {}", detected.why);
-    let data: InstanceData = detected.choice.build().fetch()?;
     critical.instance_id = Some(data.instance_id.clone());
     let mut facts = target::resolve(&data.fact_args(), target)?;
     facts.public_keys = data.public_keys.clone();
     let mut instance_data = data.to_json();
-    instance_data["detected"] = detected.why.clone().into();
+    instance_data["detected"] = why.into();
     instance_data["facts"] = facts_json(&facts);
     let bytes = data.user_data.unwrap_or_default();
     let loaded = config::load(&bytes, &Limits::default());

@@ -5,6 +5,7 @@ mod args;
 mod boot;
 mod check;
 mod error;
+mod fetched;
 
 use std::ffi::OsString;
 use std::io::Write;

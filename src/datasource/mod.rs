@@ -471,6 +471,9 @@ pub enum Choice {
     },
 }
 
+/// Every name [`Choice::name`] gives, for reading a name back from a file.
+pub const NAMES: &[&str] = &["ec2", "nocloud"];
+
 impl Choice {
     pub fn name(&self) -> &'static str {
         match self {
