@@ -284,7 +284,7 @@ fn check_unit(text: &str) {
     );
 
     assert!(values(&lines, "After").contains(&"cloudcfg-init.service"));
-    let missing = ordering_lines_without_reason(text);
+    let missing = ordering_lines_without_reason(UNIT, text);
     assert!(
         missing.is_empty(),
         "no comment says why:\n{}",
@@ -302,9 +302,18 @@ fn check_init_unit(text: &str) {
     };
     assert_eq!(one("Type"), "oneshot");
     assert_eq!(one("RemainAfterExit"), "yes");
-    assert_eq!(one("ExecStart"), "/usr/bin/cloudcfg run --stage init");
+    let whole = |key: &str| {
+        let v: Vec<&str> = lines
+            .iter()
+            .filter(|(_, k, _)| k == key)
+            .map(|(_, _, v)| v.as_str())
+            .collect();
+        assert_eq!(v.len(), 1, "{key}= once in the unit: {v:?}");
+        v[0].to_owned()
+    };
+    assert_eq!(whole("ExecStart"), "/usr/bin/cloudcfg run --stage init");
     assert_eq!(
-        one("ExecStopPost"),
+        whole("ExecStopPost"),
         "-/usr/bin/cloudcfg stop-post --stage init"
     );
     assert_eq!(one("ConditionKernelCommandLine"), "!cloudcfg=disabled");
@@ -322,12 +331,17 @@ fn check_init_unit(text: &str) {
         "sshd must not wait for network-online.target"
     );
     assert!(values(&lines, "After").contains(&"networking.service"));
-    assert!(ordering_lines_without_reason(text).is_empty());
+    let missing = ordering_lines_without_reason(INIT_UNIT, text);
+    assert!(
+        missing.is_empty(),
+        "no comment says why:\n{}",
+        missing.join("\n")
+    );
 }
 
 /// Ordering and dependency lines without a comment above them (lines of one block share the
 /// block's comment), as `UNIT:LINE: text`.
-fn ordering_lines_without_reason(text: &str) -> Vec<String> {
+fn ordering_lines_without_reason(unit: &str, text: &str) -> Vec<String> {
     let ordering = [
         "After",
         "Before",
@@ -354,7 +368,7 @@ fn ordering_lines_without_reason(text: &str) -> Vec<String> {
             above -= 1;
         }
         if above == 0 || !raw[above - 1].starts_with('#') {
-            missing.push(format!("{UNIT}:{}: {line}", n + 1));
+            missing.push(format!("{unit}:{}: {line}", n + 1));
         }
     }
     missing
@@ -374,8 +388,11 @@ fn unit_check_catches_an_uncommented_ordering_line() {
         "Before=puppet.service\n\nAfter=remote-fs.target\n",
     );
     assert_ne!(broken, text);
-    assert_eq!(ordering_lines_without_reason(&text), Vec::<String>::new());
-    let missing = ordering_lines_without_reason(&broken);
+    assert_eq!(
+        ordering_lines_without_reason(UNIT, &text),
+        Vec::<String>::new()
+    );
+    let missing = ordering_lines_without_reason(UNIT, &broken);
     assert_eq!(missing.len(), 1, "{missing:?}");
     assert!(
         missing[0].ends_with(": After=remote-fs.target"),
