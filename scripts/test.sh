@@ -26,6 +26,8 @@ HOST_PACKAGES=(
     # VM tests (tests/e2e_vm.rs, tests/vm/): mkfs.ext4 -d and debugfs, the guestfwd relay
     # (tests/vm/fwd.py), strip for the image's cloudcfg binary; qemu comes below
     e2fsprogs python3 binutils
+    # tests/e2e_vm.rs logs in to the guests (ssh, ssh-keygen, ssh-keyscan)
+    openssh-client
     # tests/packaging.rs: dpkg-buildpackage -b (dpkg-dev above; build-essential is what
     # dpkg-checkbuilddeps requires implicitly), lintian, man (man page warnings) and
     # systemd-analyze verify (systemd)

@@ -8,3 +8,4 @@ pub mod deb;
 pub mod http;
 pub mod puppet;
 pub mod root;
+pub mod ssh;

@@ -4,11 +4,17 @@
 # tests/e2e/bookworm-root.sh. No loop mount, no boot loader: QEMU boots the root's kernel and
 # initrd directly (-kernel/-initrd) with root=/dev/vda.
 #
-# usage: tests/vm/build-image.sh CACHE_DIR VARIANT [CLOUDCFG]
+# usage: [CCVM_ROOT_KEY=FILE.pub] tests/vm/build-image.sh CACHE_DIR VARIANT [CLOUDCFG]
 #   VARIANT   cloudcfg    the root + cloudcfg (CLOUDCFG: a binary, or a cloudcfg_*.deb)
 #             cloud-init  the root + Debian's cloud-init (+ gpg, which its apt key handling runs),
 #                         `datasource_list: [ NoCloud, None ]`, `locale: false` (benchmark only)
 #             bare        the root alone (benchmark baseline)
+#   SSH: the root has openssh-server. cloudcfg and cloud-init: its host keys are removed (as
+#   Debian's cloud image build shreds them; ssh.service's `sshd -t` then fails until a
+#   first-boot tool has made new ones) and root has no authorized_keys. bare: the package's
+#   host keys stay, and CCVM_ROOT_KEY (a public key file, optional; bare only) becomes root's
+#   /root/.ssh/authorized_keys, so benches/time-to-ssh.sh can log in to a guest that no
+#   first-boot tool configures.
 #   Every variant gets: an empty /etc/apt/sources.list (guests only ever see the test's local
 #   repository), ifupdown-wait-online.service enabled (network-online.target = eth0 has its
 #   DHCP lease), the report unit (guest/cloudcfg-vm-report.service), which prints CCVM-*
@@ -37,11 +43,16 @@ usage() {
 [ $# -ge 2 ] || usage
 VARIANT=$2
 CLOUDCFG=${3:-}
+ROOT_KEY=${CCVM_ROOT_KEY:-}
 case $VARIANT in
 cloudcfg) [ -n "$CLOUDCFG" ] && [ -f "$CLOUDCFG" ] || usage ;;
 cloud-init | bare) [ -z "$CLOUDCFG" ] || usage ;;
 *) usage ;;
 esac
+if [ -n "$ROOT_KEY" ]; then
+    [ "$VARIANT" = bare ] || { echo "$0: CCVM_ROOT_KEY is for the bare variant only" >&2; exit 2; }
+    [ -f "$ROOT_KEY" ] || { echo "$0: CCVM_ROOT_KEY=$ROOT_KEY: no such file" >&2; exit 2; }
+fi
 if [ "$(id -u)" -ne 0 ]; then
     echo "$0: must run as root (overlay mount, chroot)" >&2
     exit 2
@@ -62,13 +73,20 @@ T0=$(now)
 "$REPO/tests/e2e/bookworm-root.sh" "$CACHE" >&2
 ROOT=$CACHE/bookworm
 
+# The package's two units, which a bare-binary install puts in by hand: the init stage
+# (Before=ssh.service; dh_installsystemd --name=cloudcfg-init installs it as
+# cloudcfg-init.service) and the config and final stages.
+UNIT=$REPO/debian/cloudcfg.service
+INIT_UNIT=$REPO/debian/cloudcfg.cloudcfg-init.service
+
 # --- the key: every input -----------------------------------------------------------------------
 KEY=$(
     {
         echo "variant=$VARIANT size=$IMAGE_SIZE"
-        sha256sum "$HERE/build-image.sh" "$HERE"/guest/* "$HERE/../../debian/cloudcfg.service" "$HERE/../../debian/cloudcfg.tmpfiles" | cut -d' ' -f1
+        sha256sum "$HERE/build-image.sh" "$HERE"/guest/* "$UNIT" "$INIT_UNIT" "$REPO/debian/cloudcfg.tmpfiles" "$REPO/debian/cloudcfg.yaml" | cut -d' ' -f1
         cat "$CACHE/bookworm.done"
         if [ -n "$CLOUDCFG" ]; then sha256sum <"$CLOUDCFG" | cut -d' ' -f1; fi
+        if [ -n "$ROOT_KEY" ]; then echo "root-key=$(sha256sum <"$ROOT_KEY" | cut -d' ' -f1)"; fi
     } | sha256sum | cut -c1-16
 )
 OUT=$CACHE/vm/$VARIANT-$KEY
@@ -117,9 +135,11 @@ install_cloudcfg() {
         strip --strip-debug "$R/usr/bin/cloudcfg" 2>/dev/null || true
         mkdir -p "$R/usr/lib/cloudcfg"
         ln -sf ../../bin/cloudcfg "$R/usr/lib/cloudcfg/autosign"
-        install -D -m 0644 "$HERE/../../debian/cloudcfg.service" "$R/lib/systemd/system/cloudcfg.service"
-        install -D -m 0644 "$HERE/../../debian/cloudcfg.tmpfiles" "$R/usr/lib/tmpfiles.d/cloudcfg.conf"
-        in_root systemctl enable cloudcfg.service >&2
+        install -D -m 0644 "$UNIT" "$R/lib/systemd/system/cloudcfg.service"
+        install -D -m 0644 "$INIT_UNIT" "$R/lib/systemd/system/cloudcfg-init.service"
+        install -D -m 0644 "$REPO/debian/cloudcfg.tmpfiles" "$R/usr/lib/tmpfiles.d/cloudcfg.conf"
+        install -D -m 0644 "$REPO/debian/cloudcfg.yaml" "$R/etc/cloudcfg/cloudcfg.yaml"
+        in_root systemctl enable cloudcfg-init.service cloudcfg.service >&2
         ;;
     esac
     in_root cloudcfg --version >&2
@@ -158,11 +178,26 @@ EOF
     in_root cloud-init --version >&2
 }
 
+# SSH as a cloud image has it before its first boot: no host keys (Debian's image build
+# shreds them; a first-boot tool makes the instance's own), nobody may log in as root.
+first_boot_ssh() {
+    rm -f "$R"/etc/ssh/ssh_host_*
+    rm -f "$R/root/.ssh/authorized_keys" "$R/root/.ssh/authorized_keys2"
+}
+# The baseline: the package's host keys, and the benchmark's key for root.
+bare_ssh() {
+    [ -n "$(ls "$R"/etc/ssh/ssh_host_*_key 2>/dev/null)" ] || { log "the root has no SSH host keys"; exit 1; }
+    if [ -n "$ROOT_KEY" ]; then
+        install -d -m 0700 "$R/root/.ssh"
+        install -m 0600 "$ROOT_KEY" "$R/root/.ssh/authorized_keys"
+    fi
+}
+
 T_CUSTOM=$(now)
 case $VARIANT in
-cloudcfg) install_cloudcfg "$CLOUDCFG" ;;
-cloud-init) install_cloud_init ;;
-bare) ;;
+cloudcfg) install_cloudcfg "$CLOUDCFG"; first_boot_ssh ;;
+cloud-init) install_cloud_init; first_boot_ssh ;;
+bare) bare_ssh ;;
 esac
 
 # --- every variant ----------------------------------------------------------------------------------
