@@ -57,6 +57,8 @@ pub enum Need {
     DefaultUser,
     /// The names `set_hostname`'s keys give, for /etc/hosts and the host keys' comment.
     Hostname(HostnameKeys),
+    /// Host key types `ssh` leaves to `ssh_host_keys_deferred`, and `ssh_quiet_keygen`.
+    DeferredHostKeys { types: Vec<String>, quiet: bool },
 }
 
 /// What `set_hostname`'s keys say, for the modules that use the same names.

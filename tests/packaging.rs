@@ -255,13 +255,17 @@ fn check_unit(text: &str) {
     assert_eq!(values(&lines, "WantedBy"), ["multi-user.target"]);
     assert_eq!(values(&lines, "Wants"), ["network-online.target"]);
     assert!(values(&lines, "After").contains(&"network-online.target"));
-    for unit in [
-        "puppet.service",
-        "systemd-user-sessions.service",
-        "getty.target",
-    ] {
-        assert!(values(&lines, "Before").contains(&unit), "Before={unit}");
+    assert!(values(&lines, "Before").contains(&"puppet.service"));
+    for unit in ["systemd-user-sessions.service", "getty.target"] {
+        assert!(
+            !values(&lines, "Before").contains(&unit),
+            "Before={unit}: logins would wait for packages and puppet"
+        );
     }
+    assert!(
+        values(&lines, "After").contains(&"ssh.service"),
+        "the deferred host key's reload needs a started sshd"
+    );
     assert!(
         values(&lines, "Requires").is_empty() && values(&lines, "BindsTo").is_empty(),
         "the network is wanted, not required"

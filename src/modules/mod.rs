@@ -76,6 +76,7 @@ registry! {
     users_groups::UsersGroups,
     ssh::Ssh,
     set_passwords::SetPasswords,
+    ssh_host_keys_deferred::SshHostKeysDeferred,
     apt_pipelining::AptPipelining,
     apt_configure::AptConfigure,
     runcmd::Runcmd,

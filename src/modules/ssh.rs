@@ -170,12 +170,58 @@ impl Ssh {
     fn public_keys_allowed(&self) -> bool {
         self.allow_public_ssh_keys.unwrap_or(true)
     }
+
+    /// The types made before sshd starts, and the ones left to the config stage.
+    ///
+    /// RSA is the slow one (a 3072-bit key takes about a second of a fast core, several under
+    /// emulation or on a small burstable VM), and sshd does not need every type to start: with
+    /// an Ed25519 or ECDSA key it accepts the first login, and the RSA key reaches it by a
+    /// reload moments later (docs/compat.md, "SSH host keys"). Only when RSA is the one type
+    /// asked for is it made before sshd.
+    fn host_key_types(&self) -> (Vec<String>, Vec<String>) {
+        let all: Vec<String> = match &self.ssh_keys {
+            // cloud-init makes no other keys when some are given.
+            Some(_) => Vec::new(),
+            None => self
+                .ssh_genkeytypes
+                .clone()
+                .unwrap_or_else(|| KEY_TYPES.iter().map(|t| (*t).to_owned()).collect()),
+        };
+        let (slow, fast): (Vec<String>, Vec<String>) =
+            all.iter().cloned().partition(|t| t == SLOW_KEY_TYPE);
+        match fast.is_empty() {
+            true => (all, Vec::new()),
+            false => (fast, slow),
+        }
+    }
+}
+
+/// The host key type whose generation sshd does not wait for when another type is made.
+pub const SLOW_KEY_TYPE: &str = "rsa";
+
+/// The comment of the host keys cloudcfg makes: `root@HOSTNAME`, as ssh-keygen in cloud-init.
+pub fn host_key_comment(planner: &Planner<'_>) -> String {
+    let hostname = crate::modules::set_hostname::names(planner.needs(), planner.facts)
+        .map(|n| n.hostname)
+        .unwrap_or_else(|| "localhost".into());
+    format!("root@{hostname}")
 }
 
 impl Module for Ssh {
     const NAME: &'static str = "ssh";
     const STAGE: Stage = Stage::Init;
     const FREQUENCY: Frequency = Frequency::PerInstance;
+
+    fn needs(&self) -> Vec<Need> {
+        let (_, deferred) = self.host_key_types();
+        match deferred.is_empty() {
+            true => Vec::new(),
+            false => vec![Need::DeferredHostKeys {
+                types: deferred,
+                quiet: self.ssh_quiet_keygen.unwrap_or(false),
+            }],
+        }
+    }
 
     fn check(&self, cx: &mut Checker<'_>) {
         for (i, key_type) in self.ssh_genkeytypes.iter().flatten().enumerate() {
@@ -247,22 +293,12 @@ impl Module for Ssh {
                 },
             });
         }
-        let generate = match &self.ssh_keys {
-            // cloud-init makes no other keys when some are given.
-            Some(_) => Vec::new(),
-            None => self
-                .ssh_genkeytypes
-                .clone()
-                .unwrap_or_else(|| KEY_TYPES.iter().map(|t| (*t).to_owned()).collect()),
-        };
-        let hostname = crate::modules::set_hostname::names(planner.needs(), planner.facts)
-            .map(|n| n.hostname)
-            .unwrap_or_else(|| "localhost".into());
+        let (generate, _) = self.host_key_types();
         planner.push(ActionKind::HostKeys {
             delete_existing: self.ssh_deletekeys.unwrap_or(true),
             generate,
             given,
-            comment: format!("root@{hostname}"),
+            comment: host_key_comment(planner),
             quiet: self.ssh_quiet_keygen.unwrap_or(false),
         });
 
