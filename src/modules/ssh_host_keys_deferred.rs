@@ -42,3 +42,71 @@ impl Module for SshHostKeysDeferred {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::action::{ActionKind, Facts, Stage};
+    use crate::decode::Limits;
+    use crate::system::SystemConfig;
+
+    /// (stage, module, types) of every HostKeys action, and whether sshd is reloaded after
+    /// the config stage's.
+    fn host_key_actions(user_data: &str) -> (Vec<(Stage, &'static str, Vec<String>)>, bool) {
+        let loaded = crate::config::load(user_data.as_bytes(), &Limits::default());
+        let config = loaded.config.expect("the config loads");
+        let facts = Facts {
+            instance_id: Some("i-1".into()),
+            hostname: Some("web1".into()),
+            ..Facts::default()
+        };
+        let plan = crate::plan::plan(&config, &facts, &SystemConfig::default()).unwrap();
+        let keys = plan
+            .actions
+            .iter()
+            .filter_map(|a| match &a.kind {
+                ActionKind::HostKeys { generate, .. } => Some((a.stage, a.module, generate.clone())),
+                _ => None,
+            })
+            .collect();
+        let reload = plan.actions.iter().any(|a| {
+            a.module == "ssh_host_keys_deferred"
+                && matches!(&a.kind, ActionKind::ReloadService { unit } if unit == "ssh.service")
+        });
+        (keys, reload)
+    }
+
+    fn types(t: &[&str]) -> Vec<String> {
+        t.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn rsa_waits_for_the_config_stage_when_another_type_is_made() {
+        let (keys, reload) = host_key_actions("#cloud-config\n{}\n");
+        assert_eq!(
+            keys,
+            [
+                (Stage::Init, "ssh", types(&["ecdsa", "ed25519"])),
+                (Stage::Config, "ssh_host_keys_deferred", types(&["rsa"])),
+            ]
+        );
+        assert!(reload, "sshd is reloaded to offer the RSA key");
+    }
+
+    #[test]
+    fn rsa_alone_is_made_before_sshd() {
+        let (keys, reload) = host_key_actions("#cloud-config\nssh_genkeytypes: [rsa]\n");
+        assert_eq!(keys, [(Stage::Init, "ssh", types(&["rsa"]))]);
+        assert!(!reload);
+        let (keys, _) = host_key_actions("#cloud-config\nssh_genkeytypes: [ed25519]\n");
+        assert_eq!(keys, [(Stage::Init, "ssh", types(&["ed25519"]))]);
+    }
+
+    #[test]
+    fn given_keys_leave_nothing_to_make_later() {
+        let (keys, reload) = host_key_actions(
+            "#cloud-config\nssh_keys:\n  ed25519_public: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl x\n",
+        );
+        assert_eq!(keys, [(Stage::Init, "ssh", Vec::new())]);
+        assert!(!reload);
+    }
+}
