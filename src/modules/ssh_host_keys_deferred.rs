@@ -49,9 +49,11 @@ mod tests {
     use crate::decode::Limits;
     use crate::system::SystemConfig;
 
-    /// (stage, module, types) of every HostKeys action, and whether sshd is reloaded after
-    /// the config stage's.
-    fn host_key_actions(user_data: &str) -> (Vec<(Stage, &'static str, Vec<String>)>, bool) {
+    /// Where a HostKeys action runs and which types it makes.
+    type Made = (Stage, &'static str, Vec<String>);
+
+    /// Every HostKeys action, and whether sshd is reloaded after the config stage's.
+    fn host_key_actions(user_data: &str) -> (Vec<Made>, bool) {
         let loaded = crate::config::load(user_data.as_bytes(), &Limits::default());
         let config = loaded.config.expect("the config loads");
         let facts = Facts {
