@@ -122,6 +122,13 @@ pub fn resolve(args: &FactArgs, root: &Path) -> Result<Facts, FactsError> {
         arch: dpkg_arch().to_owned(),
         image_scripts: image_scripts(root),
         public_keys: Vec::new(),
+        deb822_sources: ["debian.sources", "ubuntu.sources"]
+            .iter()
+            .any(|f| root.join("etc/apt/sources.list.d").join(f).is_file()),
+        debian_mirror_lists: ["debian.list", "debian-security.list"]
+            .iter()
+            .all(|f| root.join("etc/apt/mirrors").join(f).is_file()),
+        apt_sqv: root.join("usr/bin/sqv").is_file(),
     })
 }
 

@@ -142,6 +142,62 @@ pub fn armored_key_fingerprints(text: &str) -> Result<Vec<String>, String> {
     Ok(fingerprints)
 }
 
+/// Why apt 3, which verifies with Sequoia's `sqv` (Debian 13's policy,
+/// /usr/share/apt/default-sequoia.config), would refuse signatures of this key block, naming
+/// the key: RSA under 2048 bits, DSA (refused since 2024-02-01), or self-signatures made with
+/// SHA-1 or weaker (refused since 2026-02-01). `None` when every key is acceptable. apt 2.6 and
+/// gpgv accept all of these, so the caller decides whether the target's apt is apt 3.
+pub fn apt3_refusal(text: &str) -> Option<String> {
+    use pgp::composed::{Deserializable, SignedPublicKey};
+    use pgp::crypto::hash::HashAlgorithm;
+    use pgp::types::{KeyDetails, PublicParams};
+    use rsa::traits::PublicKeyParts;
+
+    let (keys, _) = SignedPublicKey::from_string_many(text).ok()?;
+    for key in keys.flatten() {
+        let fingerprint = format!("{:X}", key.primary_key.fingerprint());
+        let refuse = |why: String| Some(format!("apt 3 (sqv) refuses key {fingerprint}: {why}"));
+        let params = std::iter::once(key.primary_key.public_params())
+            .chain(key.public_subkeys.iter().map(|s| s.key.public_params()));
+        for p in params {
+            match p {
+                PublicParams::RSA(rsa) if rsa.key.n().bits() < 2048 => {
+                    return refuse(format!(
+                        "RSA with {} bits (2048 at least)",
+                        rsa.key.n().bits()
+                    ));
+                }
+                PublicParams::DSA(_) => {
+                    return refuse("a DSA key (refused since 2024-02-01)".into());
+                }
+                _ => {}
+            }
+        }
+        let weak = |alg: Option<HashAlgorithm>| {
+            matches!(
+                alg,
+                Some(HashAlgorithm::Md5 | HashAlgorithm::Sha1 | HashAlgorithm::Ripemd160)
+            )
+        };
+        let self_signatures = key
+            .details
+            .users
+            .iter()
+            .flat_map(|u| u.signatures.iter())
+            .chain(key.details.direct_signatures.iter())
+            .chain(key.public_subkeys.iter().flat_map(|s| s.signatures.iter()));
+        for sig in self_signatures {
+            if weak(sig.hash_alg()) {
+                return refuse(format!(
+                    "a self-signature made with {:?} (SHA-1 and weaker are refused since 2026-02-01)",
+                    sig.hash_alg().unwrap_or(HashAlgorithm::Sha1)
+                ));
+            }
+        }
+    }
+    None
+}
+
 /// pgp's reason for refusing a key, without the backtrace that some of its errors carry:
 /// `InvalidPacketContent` prints its cause with `{:?}`, which includes a captured backtrace
 /// whenever RUST_BACKTRACE is set, so the diagnostic became a hundred-frame dump and took
@@ -206,6 +262,35 @@ fn package_spec_parts(spec: &str) -> Result<(), String> {
         return Ok(());
     }
     package_name(spec)
+}
+
+static SNAP_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z0-9]+(-[a-z0-9]+)*$").expect("static regex"));
+static SNAP_OPTION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^--[a-z][a-z-]*(=[A-Za-z0-9._/+-]+)?$").expect("static regex"));
+
+/// The snap store's rule: lower-case letters, digits and single hyphens, at most 40.
+pub fn snap_name(name: &str) -> Result<(), String> {
+    match name.len() <= 40
+        && SNAP_NAME.is_match(name)
+        && name.chars().any(|c| c.is_ascii_lowercase())
+    {
+        true => Ok(()),
+        false => Err(format!(
+            "{name:?} is not a snap name (lower-case letters, digits, single hyphens, at most 40)"
+        )),
+    }
+}
+
+/// The second item of a snap entry: one `snap install` option (`--classic`,
+/// `--channel=5.15/stable`), never a second snap or a shell word.
+pub fn snap_option(option: &str) -> Result<(), String> {
+    match SNAP_OPTION.is_match(option) {
+        true => Ok(()),
+        false => Err(format!(
+            "{option:?} is not a `snap install` option (`--classic`, `--channel=CHANNEL`)"
+        )),
+    }
 }
 
 /// Debian policy 5.6.1: lower-case letters, digits, `+`, `-`, `.`; at least two characters,
@@ -449,6 +534,21 @@ pub enum TextOrNumber {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn keys_apt_3_would_refuse_are_named_with_the_reason() {
+        let good = include_str!("../tests/compat/keys/throwaway.asc");
+        assert_eq!(apt3_refusal(good), None);
+        let rsa = apt3_refusal(include_str!("../tests/compat/keys/weak-rsa1024.asc")).unwrap();
+        assert!(rsa.contains("RSA with 1024 bits"), "{rsa}");
+        let sha1 = apt3_refusal(include_str!("../tests/compat/keys/sha1-selfsig.asc")).unwrap();
+        assert!(
+            sha1.contains("Sha1") && sha1.contains("2026-02-01"),
+            "{sha1}"
+        );
+        assert!(sha1.starts_with("apt 3 (sqv) refuses key "), "{sha1}");
+    }
+
     use super::*;
 
     #[test]

@@ -152,11 +152,13 @@ fn cloudcfg_facts(case_dir: &Path, meta: &serde_json::Value) -> Option<FactMap> 
                 keyid,
                 keyserver,
                 ppa,
+                url,
                 dest,
             } => {
                 let what = match (keyid, ppa) {
                     (Some(id), _) => {
-                        format!("<key {id} from {}>", keyserver.clone().unwrap_or_default())
+                        let from = url.clone().or_else(|| keyserver.clone());
+                        format!("<key {id} from {}>", from.unwrap_or_default())
                     }
                     (None, Some(ppa)) => format!("<signing key of ppa:{ppa}>"),
                     (None, None) => "<key>".into(),

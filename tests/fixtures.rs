@@ -32,6 +32,9 @@ fn facts_for(text: &str) -> Facts {
                     "instance_id" => facts.instance_id = v,
                     "fqdn" => facts.fqdn = v,
                     "hostname" => facts.hostname = v,
+                    // What the root would show: debian.sources, /etc/apt/mirrors/*.list.
+                    "deb822_sources" => facts.deb822_sources = v.as_deref() == Some("true"),
+                    "mirror_lists" => facts.debian_mirror_lists = v.as_deref() == Some("true"),
                     // The image's executables in a cloud-init script directory: `per-boot=a,b`.
                     dir @ ("per-boot" | "per-instance" | "per-once") => {
                         facts.image_scripts.insert(dir.to_owned(), names());

@@ -5,6 +5,7 @@ mod support;
 
 use cloudcfg::apply::keys::{KeyError, KeyFetcher};
 use support::http::{self, Response};
+use support::https::HttpsServer;
 
 const KEY: &str = include_str!("compat/keys/throwaway.asc");
 const FPR: &str = "897FB1D86845F884F32374A8B54F83BA163D7715";
@@ -19,7 +20,7 @@ fn keyserver() -> http::Server {
 #[test]
 fn fetches_by_short_long_and_full_ids_and_checks_the_fingerprint() {
     let server = keyserver();
-    let fetcher = KeyFetcher::new("http://127.0.0.1:1", "unused");
+    let fetcher = KeyFetcher::new("http://127.0.0.1:1", "unused", None);
     for keyid in [
         "163D7715",
         "B54F83BA163D7715",
@@ -41,7 +42,7 @@ fn fetches_by_short_long_and_full_ids_and_checks_the_fingerprint() {
 fn a_key_with_another_fingerprint_is_refused() {
     // The server answers every lookup with the throwaway key, whatever was asked.
     let server = http::serve(|_: &http::Request| Response::ok(KEY));
-    let fetcher = KeyFetcher::new("http://127.0.0.1:1", "unused");
+    let fetcher = KeyFetcher::new("http://127.0.0.1:1", "unused", None);
     let err = fetcher
         .by_keyid("0123456789ABCDEF0123456789ABCDEF01234567", &server.url())
         .unwrap_err();
@@ -52,7 +53,7 @@ fn a_key_with_another_fingerprint_is_refused() {
 #[test]
 fn an_unknown_key_is_a_clear_error_without_retries() {
     let server = keyserver();
-    let fetcher = KeyFetcher::new("http://127.0.0.1:1", "unused");
+    let fetcher = KeyFetcher::new("http://127.0.0.1:1", "unused", None);
     let err = fetcher
         .by_keyid("0123456789ABCDEF", &server.url())
         .unwrap_err();
@@ -67,7 +68,7 @@ fn server_errors_are_retried() {
         Response::status(502),
         Response::ok(KEY),
     ]));
-    let fetcher = KeyFetcher::new("http://127.0.0.1:1", "unused");
+    let fetcher = KeyFetcher::new("http://127.0.0.1:1", "unused", None);
     fetcher.by_keyid(FPR, &server.url()).unwrap();
     assert_eq!(server.requests().len(), 3);
 }
@@ -84,7 +85,7 @@ fn a_ppa_key_is_the_one_launchpad_names() {
             Response::not_found()
         }
     });
-    let fetcher = KeyFetcher::new(&launchpad.url(), &keys.url());
+    let fetcher = KeyFetcher::new(&launchpad.url(), &keys.url(), None);
     let key = fetcher.for_ppa("example-team/example-ppa").unwrap();
     assert!(key.contains("BEGIN PGP PUBLIC KEY BLOCK"));
     assert_eq!(
@@ -93,4 +94,41 @@ fn a_ppa_key_is_the_one_launchpad_names() {
     );
     let err = fetcher.for_ppa("nobody/nothing").unwrap_err();
     assert!(matches!(err, KeyError::Launchpad { .. }), "{err}");
+}
+
+/// The throwaway key as `gpg --export` writes it (binary).
+fn binary_key() -> Vec<u8> {
+    use pgp::composed::{Deserializable, SignedPublicKey};
+    use pgp::ser::Serialize;
+    let (key, _) = SignedPublicKey::from_string(KEY).unwrap();
+    key.to_bytes().unwrap()
+}
+
+#[test]
+fn a_key_url_is_fetched_over_https_trusting_the_targets_ca_armored_or_binary() {
+    let binary = binary_key();
+    let server = HttpsServer::start(&[("key.asc", KEY.as_bytes()), ("key.gpg", &binary)]);
+    let fetcher = KeyFetcher::new("http://127.0.0.1:1", "unused", Some(&server.ca_pem));
+    for name in ["key.asc", "key.gpg"] {
+        let key = fetcher.by_url(&server.url(name), FPR).unwrap();
+        let fingerprints = cloudcfg::values::armored_key_fingerprints(&key).unwrap();
+        assert_eq!(fingerprints, vec![FPR.to_owned()], "{name}");
+    }
+    let err = fetcher
+        .by_url(
+            &server.url("key.gpg"),
+            "0123456789ABCDEF0123456789ABCDEF01234567",
+        )
+        .unwrap_err();
+    assert!(matches!(err, KeyError::Mismatch { .. }), "{err}");
+    let err = fetcher.by_url(&server.url("missing.asc"), FPR).unwrap_err();
+    assert!(matches!(err, KeyError::UrlNotFound { .. }), "{err}");
+}
+
+#[test]
+fn a_key_url_whose_certificate_the_target_does_not_trust_is_refused() {
+    let server = HttpsServer::start(&[("key.asc", KEY.as_bytes())]);
+    let fetcher = KeyFetcher::new("http://127.0.0.1:1", "unused", None);
+    let err = fetcher.by_url(&server.url("key.asc"), FPR).unwrap_err();
+    assert!(matches!(err, KeyError::Http { .. }), "{err}");
 }

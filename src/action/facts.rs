@@ -21,6 +21,17 @@ pub struct Facts {
     /// default user.
     #[serde(skip)]
     pub public_keys: Vec<String>,
+    /// The root keeps apt's own sources in deb822 (`debian.sources` or `ubuntu.sources`
+    /// exists), whatever its release.
+    #[serde(skip)]
+    pub deb822_sources: bool,
+    /// Debian's cloud images name their mirrors in `/etc/apt/mirrors/debian.list` and
+    /// `debian-security.list` (`URIs: mirror+file:...`); the root has both.
+    #[serde(skip)]
+    pub debian_mirror_lists: bool,
+    /// The root's apt verifies signatures with Sequoia's `sqv` (`/usr/bin/sqv`, apt 3).
+    #[serde(skip)]
+    pub apt_sqv: bool,
 }
 
 /// cloud-init's directories of scripts that images ship, run in the final stage.
@@ -74,4 +85,8 @@ impl Facts {
 pub enum PlanError {
     #[error("{why}: pass {flag}")]
     MissingFact { flag: &'static str, why: String },
+    /// A value that is valid in general but cannot be written for this target (a one-line
+    /// option with no deb822 form, on a deb822 target).
+    #[error("{path}: {reason}")]
+    Unsupported { path: String, reason: String },
 }

@@ -220,8 +220,9 @@ pub enum ActionKind {
         argv: Vec<String>,
         condition: Option<String>,
     },
-    /// Fetch an OpenPGP key (by id from a keyserver, or a PPA's key through Launchpad), check
-    /// that its fingerprint is the one asked for, and write it armored to `dest`.
+    /// Fetch an OpenPGP key (by id from a keyserver, from an https `url`, or a PPA's key
+    /// through Launchpad), check that its fingerprint is the one asked for, and write it
+    /// armored to `dest`.
     FetchKey {
         #[serde(skip_serializing_if = "Option::is_none")]
         keyid: Option<String>,
@@ -229,6 +230,8 @@ pub enum ActionKind {
         keyserver: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         ppa: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
         dest: String,
     },
     /// Set one key of an INI file in place (comments, order and other keys kept; the original

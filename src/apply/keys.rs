@@ -25,6 +25,10 @@ pub enum KeyError {
     Unreadable { keyid: String, reason: String },
     #[error("Launchpad has no signing key for ppa:{ppa}: {reason}")]
     Launchpad { ppa: String, reason: String },
+    #[error("{url} has no key (HTTP 404)")]
+    UrlNotFound { url: String },
+    #[error("{reason}: apt-get update would fail with it on this target")]
+    RefusedByApt { reason: String },
 }
 
 impl KeyError {
@@ -36,6 +40,8 @@ impl KeyError {
             KeyError::Ambiguous { .. } => "key-id-ambiguous",
             KeyError::Unreadable { .. } => "key-unreadable",
             KeyError::Launchpad { .. } => "ppa-key-unknown",
+            KeyError::UrlNotFound { .. } => "key-not-found",
+            KeyError::RefusedByApt { .. } => "key-refused-by-apt",
         }
     }
 }
@@ -70,6 +76,32 @@ pub fn select_verified(armored: &str, keyid: &KeyId) -> Result<String, KeyError>
         reason: e.to_string(),
     };
     let (keys, _) = SignedPublicKey::from_string_many(armored).map_err(|e| unreadable(&e))?;
+    select_from(keys, keyid)
+}
+
+/// The same for a key file as a URL serves it: armored, or binary as `gpg --export` writes.
+pub fn select_verified_bytes(bytes: &[u8], keyid: &KeyId) -> Result<String, KeyError> {
+    let text = std::str::from_utf8(bytes).ok();
+    if let Some(text) = text.filter(|t| t.trim_start().starts_with("-----BEGIN PGP")) {
+        return select_verified(text, keyid);
+    }
+    let keys = SignedPublicKey::from_bytes_many(std::io::Cursor::new(bytes)).map_err(|e| {
+        KeyError::Unreadable {
+            keyid: keyid.as_str().to_owned(),
+            reason: e.to_string(),
+        }
+    })?;
+    select_from(keys, keyid)
+}
+
+fn select_from(
+    keys: impl Iterator<Item = pgp::errors::Result<SignedPublicKey>>,
+    keyid: &KeyId,
+) -> Result<String, KeyError> {
+    let unreadable = |e: &dyn std::fmt::Display| KeyError::Unreadable {
+        keyid: keyid.as_str().to_owned(),
+        reason: e.to_string(),
+    };
     let mut matching = Vec::new();
     let mut seen = Vec::new();
     for key in keys {
@@ -104,6 +136,8 @@ pub fn select_verified(armored: &str, keyid: &KeyId) -> Result<String, KeyError>
 /// Fetches keys with bounded retries; one agent per apply.
 pub struct KeyFetcher {
     agent: ureq::Agent,
+    /// For `key_url`: trusts the target's CA bundle, as the instance itself would.
+    url_agent: ureq::Agent,
     attempts: u32,
     backoff: Duration,
     launchpad_api: String,
@@ -111,14 +145,42 @@ pub struct KeyFetcher {
 }
 
 impl KeyFetcher {
-    pub fn new(launchpad_api: &str, default_keyserver: &str) -> KeyFetcher {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(30)))
-            .http_status_as_error(false)
-            .build()
-            .into();
+    /// `ca_bundle`: the target's `/etc/ssl/certs/ca-certificates.crt`, when it has one.
+    pub fn new(
+        launchpad_api: &str,
+        default_keyserver: &str,
+        ca_bundle: Option<&[u8]>,
+    ) -> KeyFetcher {
+        let builder = || {
+            ureq::Agent::config_builder()
+                .timeout_global(Some(Duration::from_secs(30)))
+                .http_status_as_error(false)
+        };
+        let agent: ureq::Agent = builder().build().into();
+        let roots: Vec<ureq::tls::Certificate<'static>> = ca_bundle
+            .map(|pem| {
+                ureq::tls::parse_pem(pem)
+                    .filter_map(|item| match item {
+                        Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let url_agent: ureq::Agent = match roots.is_empty() {
+            true => builder().build().into(),
+            false => builder()
+                .tls_config(
+                    ureq::tls::TlsConfig::builder()
+                        .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+                        .build(),
+                )
+                .build()
+                .into(),
+        };
         KeyFetcher {
             agent,
+            url_agent,
             attempts: 3,
             backoff: Duration::from_secs(1),
             launchpad_api: launchpad_api.trim_end_matches('/').to_owned(),
@@ -128,10 +190,22 @@ impl KeyFetcher {
 
     /// GET with retries on network errors and 5xx; `Ok(None)` on 404.
     fn get(&self, url: &str) -> Result<Option<String>, KeyError> {
+        match self.get_bytes(&self.agent, url)? {
+            Some(bytes) => String::from_utf8(bytes)
+                .map(Some)
+                .map_err(|_| KeyError::Http {
+                    url: url.to_owned(),
+                    reason: "the answer is not UTF-8 text".into(),
+                }),
+            None => Ok(None),
+        }
+    }
+
+    fn get_bytes(&self, agent: &ureq::Agent, url: &str) -> Result<Option<Vec<u8>>, KeyError> {
         let mut backoff = self.backoff;
         let mut last = String::new();
         for attempt in 1..=self.attempts {
-            match self.agent.get(url).call() {
+            match agent.get(url).call() {
                 Ok(mut response) => {
                     let status = response.status().as_u16();
                     if status == 404 {
@@ -142,7 +216,7 @@ impl KeyFetcher {
                             .body_mut()
                             .with_config()
                             .limit(1024 * 1024)
-                            .read_to_string()
+                            .read_to_vec()
                             .map(Some)
                             .map_err(|e| KeyError::Http {
                                 url: url.to_owned(),
@@ -187,6 +261,20 @@ impl KeyFetcher {
             None => Err(KeyError::NotFound {
                 keyid: id.as_str().to_owned(),
                 keyserver: base,
+            }),
+        }
+    }
+
+    /// The verified key for `keyid` at an https `url` (`key_url`).
+    pub fn by_url(&self, url: &str, keyid: &str) -> Result<String, KeyError> {
+        let id = KeyId::parse(keyid).map_err(|reason| KeyError::Unreadable {
+            keyid: keyid.to_owned(),
+            reason,
+        })?;
+        match self.get_bytes(&self.url_agent, url)? {
+            Some(bytes) => select_verified_bytes(&bytes, &id),
+            None => Err(KeyError::UrlNotFound {
+                url: url.to_owned(),
             }),
         }
     }

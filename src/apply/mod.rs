@@ -418,10 +418,16 @@ impl Executor<'_> {
                 keyid,
                 keyserver,
                 ppa,
+                url,
                 dest,
             } = &action.kind
             {
                 let key = match (keyid, ppa) {
+                    (Some(keyid), _) if url.is_some() => {
+                        let url = url.as_deref().unwrap_or_default();
+                        self.log.line(&format!("fetch key {keyid} from {url}"));
+                        self.keys.by_url(url, keyid)?
+                    }
                     (Some(keyid), _) => {
                         let keyserver =
                             keyserver.as_deref().unwrap_or(&self.opts.default_keyserver);
@@ -435,6 +441,12 @@ impl Executor<'_> {
                     }
                     (None, None) => continue,
                 };
+                // apt 3 checks with sqv: a key it refuses would fail every apt-get update.
+                if self.opts.root.join("usr/bin/sqv").is_file()
+                    && let Some(reason) = crate::values::apt3_refusal(&key)
+                {
+                    return Err(KeyError::RefusedByApt { reason }.into());
+                }
                 fetched.insert(dest.clone(), key);
             }
         }
@@ -639,7 +651,13 @@ pub fn apply(plan: &Plan, opts: &ApplyOptions) -> Result<Outcome, ApplyError> {
         opts,
         writer: writer.clone(),
         runner: Runner::new(runner_config, plan_secrets(plan)),
-        keys: KeyFetcher::new(&opts.launchpad_api, &opts.default_keyserver),
+        keys: KeyFetcher::new(
+            &opts.launchpad_api,
+            &opts.default_keyserver,
+            std::fs::read(opts.root.join("etc/ssl/certs/ca-certificates.crt"))
+                .ok()
+                .as_deref(),
+        ),
         log: RunLog::open(&opts.root),
         warnings: Vec::new(),
         final_message: None,

@@ -20,7 +20,7 @@ fn executor<'o>(opts: &'o ApplyOptions) -> Executor<'o> {
         opts,
         writer: Writer::new(&opts.root),
         runner: Runner::new(RunnerConfig::default(), Vec::new()),
-        keys: KeyFetcher::new("http://127.0.0.1:1", "http://127.0.0.1:1"),
+        keys: KeyFetcher::new("http://127.0.0.1:1", "http://127.0.0.1:1", None),
         log: RunLog::discard(),
         warnings: Vec::new(),
         final_message: None,

@@ -6,10 +6,10 @@
 //! `dist-upgrade`). Argv and environment are cloud-init's, byte for byte.
 
 use schemars::JsonSchema;
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use crate::action::{APT_ENV, Frequency, PlanError, Stage, apt_get};
+use crate::action::{APT_ENV, Distro, Frequency, PlanError, Stage, apt_get};
 use crate::module::{Checker, Module, Need, Planner};
 use crate::values;
 
@@ -38,10 +38,20 @@ pub struct PackageUpdateUpgradeInstall {
     pub packages: Option<Vec<PackageSpec>>,
 }
 
-/// A package: `name` (also `name=version`, `name/release`), or a `[name, version]` pair.
+/// An entry of `packages`: a package for apt, or cloud-init 23.x's lists by package manager
+/// (`- apt: [...]`, `- snap: [...]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum PackageSpec {
+    Item(PackageItem),
+    ByManager(PackageManagers),
+}
+
+/// A package: `name` (also `name=version`, `name/release`), or a `[name, version]` pair; for
+/// snap the second item is passed to `snap install` (`[juju, --edge]`), as cloud-init does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PackageItem {
     Name(String),
     Pinned(
         String,
@@ -49,39 +59,116 @@ pub enum PackageSpec {
     ),
 }
 
-impl PackageSpec {
+/// `- apt: [...]` and `- snap: [...]`: packages by the manager that installs them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct PackageManagers {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub apt: Option<Vec<PackageItem>>,
+    /// Installed with `snap install` on Ubuntu; on Debian (no snapd in its images) a warning.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snap: Option<Vec<PackageItem>>,
+}
+
+impl PackageItem {
     /// What apt-get install takes.
     pub fn apt_arg(&self) -> String {
         match self {
-            PackageSpec::Name(name) => name.clone(),
-            PackageSpec::Pinned(name, version) => format!("{name}={version}"),
+            PackageItem::Name(name) => name.clone(),
+            PackageItem::Pinned(name, version) => format!("{name}={version}"),
         }
+    }
+
+    /// `snap install`'s arguments.
+    fn snap_args(&self) -> Vec<String> {
+        match self {
+            PackageItem::Name(name) => vec![name.clone()],
+            PackageItem::Pinned(name, arg) => vec![name.clone(), arg.clone()],
+        }
+    }
+}
+
+impl PackageSpec {
+    /// The apt packages of the entry, in order.
+    fn apt_items(&self) -> Vec<&PackageItem> {
+        match self {
+            PackageSpec::Item(item) => vec![item],
+            PackageSpec::ByManager(m) => m.apt.iter().flatten().collect(),
+        }
+    }
+
+    fn snap_items(&self) -> Vec<&PackageItem> {
+        match self {
+            PackageSpec::Item(_) => Vec::new(),
+            PackageSpec::ByManager(m) => m.snap.iter().flatten().collect(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PackageItem {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(SpecVisitor { managers: false })
+            .and_then(|spec| match spec {
+                PackageSpec::Item(item) => Ok(item),
+                PackageSpec::ByManager(_) => Err(de::Error::custom(
+                    "a package name or a [name, version] pair",
+                )),
+            })
     }
 }
 
 impl<'de> Deserialize<'de> for PackageSpec {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct SpecVisitor;
-        impl<'de> Visitor<'de> for SpecVisitor {
-            type Value = PackageSpec;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a package name or a [name, version] pair")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(PackageSpec::Name(v.to_owned()))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let pair_error =
-                    || de::Error::custom("a [name, version] pair has exactly two items");
-                let name: String = seq.next_element()?.ok_or_else(pair_error)?;
-                let version: String = seq.next_element()?.ok_or_else(pair_error)?;
-                if seq.next_element::<de::IgnoredAny>()?.is_some() {
-                    return Err(pair_error());
-                }
-                Ok(PackageSpec::Pinned(name, version))
-            }
+        deserializer.deserialize_any(SpecVisitor { managers: true })
+    }
+}
+
+/// One visitor for both: `managers` says whether a mapping of managers may stand here.
+struct SpecVisitor {
+    managers: bool,
+}
+
+impl<'de> Visitor<'de> for SpecVisitor {
+    type Value = PackageSpec;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.managers {
+            true => f.write_str("a package name, a [name, version] pair, or `apt:`/`snap:` lists"),
+            false => f.write_str("a package name or a [name, version] pair"),
         }
-        deserializer.deserialize_any(SpecVisitor)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(PackageSpec::Item(PackageItem::Name(v.to_owned())))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let pair_error = || de::Error::custom("a [name, version] pair has exactly two items");
+        let name: String = seq.next_element()?.ok_or_else(pair_error)?;
+        let version: String = seq.next_element()?.ok_or_else(pair_error)?;
+        if seq.next_element::<de::IgnoredAny>()?.is_some() {
+            return Err(pair_error());
+        }
+        Ok(PackageSpec::Item(PackageItem::Pinned(name, version)))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        if !self.managers {
+            return Err(de::Error::invalid_type(de::Unexpected::Map, &self));
+        }
+        let mut managers = PackageManagers::default();
+        while let Some(key) = map.next_key::<String>()? {
+            let slot = match key.as_str() {
+                "apt" => &mut managers.apt,
+                "snap" => &mut managers.snap,
+                other => {
+                    return Err(de::Error::custom(format!(
+                        "`{other}` is not a package manager cloudcfg knows: apt or snap"
+                    )));
+                }
+            };
+            if slot.is_some() {
+                return Err(de::Error::custom(format!("`{key}` is given twice")));
+            }
+            *slot = Some(map.next_value()?);
+        }
+        Ok(PackageSpec::ByManager(managers))
     }
 }
 
@@ -112,8 +199,46 @@ fn update_reasons(needs: &[Need]) -> Vec<String> {
         .collect()
 }
 
+fn check_apt_item(item: &PackageItem, at: &str, cx: &mut Checker<'_>) {
+    match item {
+        PackageItem::Name(name) => {
+            if let Err(e) = values::package_spec(name) {
+                cx.error(at, e);
+            }
+        }
+        PackageItem::Pinned(name, version) => {
+            if let Err(e) = values::package_name(name) {
+                cx.error(&format!("{at}[0]"), e);
+            }
+            if let Err(e) = values::package_version(version) {
+                cx.error(&format!("{at}[1]"), e);
+            }
+        }
+    }
+}
+
+/// Every package of the list, apt's and snap's, for the count limit.
+fn package_count(config: &PackageUpdateUpgradeInstall) -> usize {
+    config
+        .packages
+        .iter()
+        .flatten()
+        .map(|spec| spec.apt_items().len() + spec.snap_items().len())
+        .sum()
+}
+
+fn apt_packages(config: &PackageUpdateUpgradeInstall) -> Vec<String> {
+    config
+        .packages
+        .iter()
+        .flatten()
+        .flat_map(PackageSpec::apt_items)
+        .map(PackageItem::apt_arg)
+        .collect()
+}
+
 fn check_packages(config: &PackageUpdateUpgradeInstall, cx: &mut Checker<'_>) {
-    let count = config.packages.as_ref().map_or(0, Vec::len);
+    let count = package_count(config);
     if count > cx.limits().max_packages {
         let message = format!(
             "{count} packages: at most {} are allowed",
@@ -124,17 +249,26 @@ fn check_packages(config: &PackageUpdateUpgradeInstall, cx: &mut Checker<'_>) {
     // Paths are formatted only for the entries that fail: lists run to 20,000 entries.
     for (i, spec) in config.packages.iter().flatten().enumerate() {
         match spec {
-            PackageSpec::Name(name) => {
-                if let Err(e) = values::package_spec(name) {
-                    cx.error(&format!("packages[{i}]"), e);
+            PackageSpec::Item(item) => check_apt_item(item, &format!("packages[{i}]"), cx),
+            PackageSpec::ByManager(m) => {
+                if m.apt.is_none() && m.snap.is_none() {
+                    cx.warning(&format!("packages[{i}]"), "no `apt:` or `snap:` list: nothing to install");
                 }
-            }
-            PackageSpec::Pinned(name, version) => {
-                if let Err(e) = values::package_name(name) {
-                    cx.error(&format!("packages[{i}][0]"), e);
+                for (j, item) in m.apt.iter().flatten().enumerate() {
+                    check_apt_item(item, &format!("packages[{i}].apt[{j}]"), cx);
                 }
-                if let Err(e) = values::package_version(version) {
-                    cx.error(&format!("packages[{i}][1]"), e);
+                for (j, item) in m.snap.iter().flatten().enumerate() {
+                    let at = format!("packages[{i}].snap[{j}]");
+                    let args = item.snap_args();
+                    if let Err(e) = values::snap_name(&args[0]) {
+                        let at = if args.len() > 1 { format!("{at}[0]") } else { at.clone() };
+                        cx.error(&at, e);
+                    }
+                    if let Some(arg) = args.get(1)
+                        && let Err(e) = values::snap_option(arg)
+                    {
+                        cx.error(&format!("{at}[1]"), e);
+                    }
                 }
             }
         }
@@ -189,8 +323,8 @@ impl Module for PackageUpdateUpgradeInstall {
 
     fn needs(&self) -> Vec<Need> {
         let mut needs = Vec::new();
-        if let Some(packages) = self.packages.as_ref().filter(|p| !p.is_empty()) {
-            let n = packages.len();
+        let n = apt_packages(self).len();
+        if n > 0 {
             needs.push(Need::PackageLists(format!(
                 "{n} package{} {} installed",
                 if n == 1 { "" } else { "s" },
@@ -211,16 +345,39 @@ impl Module for PackageUpdateUpgradeInstall {
         if upgrade_setting(config) {
             planner.command(apt_get(&["upgrade"]), APT_ENV, None);
         }
-        let packages: Vec<String> = config
-            .packages
-            .iter()
-            .flatten()
-            .map(PackageSpec::apt_arg)
-            .collect();
+        let packages = apt_packages(config);
         if !packages.is_empty() {
             let mut args = vec!["install"];
             args.extend(packages.iter().map(String::as_str));
             planner.command(apt_get(&args), APT_ENV, None);
+        }
+        let snaps: Vec<&PackageItem> = config
+            .packages
+            .iter()
+            .flatten()
+            .flat_map(PackageSpec::snap_items)
+            .collect();
+        if !snaps.is_empty() {
+            match planner.facts.distro() {
+                // One at a time, as cloud-init: `snap install` takes options per snap.
+                Distro::Ubuntu => {
+                    for snap in snaps {
+                        let mut argv = vec!["snap".to_owned(), "install".to_owned()];
+                        argv.extend(snap.snap_args());
+                        planner.command(argv, &[], None);
+                    }
+                }
+                Distro::Debian => {
+                    let names: Vec<String> = snaps.iter().map(|s| s.snap_args()[0].clone()).collect();
+                    planner.warn(
+                        "packages",
+                        format!(
+                            "snap packages are not installed on Debian (its images have no snapd): {}",
+                            names.join(", ")
+                        ),
+                    );
+                }
+            }
         }
         Ok(())
     }

@@ -231,8 +231,13 @@ pub fn describe(action: &Action) -> String {
             keyid,
             keyserver,
             ppa,
+            url,
             dest,
         } => match (keyid, ppa) {
+            (Some(keyid), _) if url.is_some() => format!(
+                "fetch   key {keyid} from {} -> {dest} (fingerprint checked)",
+                url.as_deref().unwrap_or_default()
+            ),
             (Some(keyid), _) => format!(
                 "fetch   key {keyid} from {} -> {dest} (fingerprint checked)",
                 keyserver.as_deref().unwrap_or("the keyserver")

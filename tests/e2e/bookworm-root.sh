@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Build (once) the cached Debian bookworm root that every end-to-end test of cloudcfg uses: the
 # chroot apply tests mount it read-only as the lower layer of an overlayfs, and the QEMU tests turn a
-# copy of it into a bootable ext4 image (see ../shared/spec/vm-notes.md, "Step 1").
+# copy of it into a bootable ext4 image (see ../shared/spec/vm-notes.md, "Step 1"). With SUITE
+# trixie it builds the Debian 13 root of the trixie tests instead (tests/e2e_trixie.rs), shaped
+# as trixie's cloud images are: apt's sources in deb822 (/etc/apt/sources.list.d/debian.sources),
+# no /etc/apt/sources.list.
 #
-# usage: tests/e2e/bookworm-root.sh CACHE_DIR
+# usage: tests/e2e/bookworm-root.sh CACHE_DIR [SUITE]   (SUITE: bookworm, the default, or trixie)
 #
-# Result: CACHE_DIR/bookworm (the root) and CACHE_DIR/bookworm.done (stamp = hash of the recipe below).
+# Result: CACHE_DIR/SUITE (the root) and CACHE_DIR/SUITE.done (stamp = hash of the recipe below).
 # A second call with the same recipe does nothing. Concurrent callers are serialised with flock on
 # CACHE_DIR/bookworm.lock. Debootstrap is retried 3 times with back-off; a failed partial root is
 # removed first. Downloaded .debs are kept in CACHE_DIR/debs, so a retry or a rebuild after a recipe
@@ -24,8 +27,8 @@
 set -euo pipefail
 export LC_ALL=C.UTF-8
 
-if [ $# -ne 1 ] || [ -z "$1" ]; then
-    echo "usage: $0 CACHE_DIR" >&2
+if [ $# -lt 1 ] || [ $# -gt 2 ] || [ -z "$1" ]; then
+    echo "usage: $0 CACHE_DIR [bookworm|trixie]" >&2
     exit 2
 fi
 if [ "$(id -u)" -ne 0 ]; then
@@ -33,13 +36,19 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 2
 fi
 
-SUITE=bookworm
+SUITE=${2:-bookworm}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 VARIANT=minbase
 # sudo: visudo checks the users module's sudoers drop-in (tests/e2e_user_data.rs, the VM image).
 # openssh-server: the VM tests log in (tests/e2e_vm.rs, benches/time-to-ssh.sh); its postinst
 # makes host keys, which tests/vm/build-image.sh removes again for the first-boot variants.
 INCLUDE=systemd-sysv,udev,linux-image-amd64,ifupdown,isc-dhcp-client,iproute2,ca-certificates,kmod,ncurses-base,sudo,openssh-server
+case $SUITE in
+bookworm) ;;
+# The chroot tests only: apt (3, with sqv), users, sudo and ssh-keygen; no kernel.
+trixie) INCLUDE=ca-certificates,sudo,openssh-server,iproute2 ;;
+*) echo "$0: unknown suite $SUITE (bookworm or trixie)" >&2; exit 2 ;;
+esac
 HOSTNAME_=cloudcfg-e2e
 # Bump when the post-debootstrap steps below change: it is part of the stamp.
 RECIPE_VERSION=1
@@ -53,11 +62,12 @@ LOCK=$CACHE/$SUITE.lock
 DEBS=$CACHE/debs
 
 RECIPE="recipe=$RECIPE_VERSION suite=$SUITE variant=$VARIANT mirror=$MIRROR include=$INCLUDE arch=$(dpkg --print-architecture) hostname=$HOSTNAME_"
+[ "$SUITE" = bookworm ] || RECIPE="$RECIPE sources=deb822-mirror-lists-1"
 HASH=$(printf '%s\n' "$RECIPE" | sha256sum | cut -d' ' -f1)
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-log() { printf 'bookworm-root: %s\n' "$*" >&2; }
+log() { printf '%s-root: %s\n' "$SUITE" "$*" >&2; }
 
 T0=$(now)
 exec 9>"$LOCK"
@@ -138,8 +148,22 @@ mkdir -p "$R/var/lib/apt/lists/partial"
 rm -f "$R/var/lib/dbus/machine-id"
 echo "$HOSTNAME_" >"$R/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' "$HOSTNAME_" >"$R/etc/hosts"
-echo "deb http://deb.debian.org/debian $SUITE main" >"$R/etc/apt/sources.list"
 rm -f "$R"/etc/apt/sources.list.d/*
+if [ "$SUITE" = bookworm ]; then
+    echo "deb http://deb.debian.org/debian $SUITE main" >"$R/etc/apt/sources.list"
+else
+    # As trixie's cloud images: deb822, the mirrors named in /etc/apt/mirrors/*.list.
+    rm -f "$R/etc/apt/sources.list"
+    mkdir -p "$R/etc/apt/mirrors"
+    echo "http://deb.debian.org/debian" >"$R/etc/apt/mirrors/debian.list"
+    echo "http://deb.debian.org/debian-security" >"$R/etc/apt/mirrors/debian-security.list"
+    printf '%s\n' 'Types: deb' 'URIs: mirror+file:///etc/apt/mirrors/debian.list' \
+        "Suites: $SUITE $SUITE-updates $SUITE-backports" 'Components: main' \
+        'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' '' 'Types: deb' \
+        'URIs: mirror+file:///etc/apt/mirrors/debian-security.list' "Suites: $SUITE-security" \
+        'Components: main' 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' \
+        >"$R/etc/apt/sources.list.d/debian.sources"
+fi
 printf 'auto lo\niface lo inet loopback\n\nallow-hotplug eth0\niface eth0 inet dhcp\n' >"$R/etc/network/interfaces"
 printf '/dev/vda / ext4 rw,errors=remount-ro 0 1\n' >"$R/etc/fstab"
 chroot "$R" passwd -d root >/dev/null

@@ -14,6 +14,7 @@
 #   OUTDIR/wrong-key.asc       a second, unrelated throw-away public key (signs nothing)
 #   OUTDIR/wrong-fingerprint   its fingerprint
 #
+# SUITE (environment, default bookworm) names the one suite.
 # Each package NAME is version 1.0-1, Architecture: all, and installs /usr/share/NAME/marker whose
 # content is the line "NAME 1.0-1". VERSIONS="1.0-1 2.0-1" (environment) builds several versions of
 # each package (the highest is the candidate; NAME=1.0-1 pins the older one).
@@ -36,7 +37,7 @@ shift
 PACKAGES=("$@")
 [ ${#PACKAGES[@]} -gt 0 ] || PACKAGES=(cloudcfg-e2e-hello)
 read -r -a VERS <<<"${VERSIONS:-1.0-1}"
-SUITE=bookworm
+SUITE=${SUITE:-bookworm}
 COMPONENT=main
 ARCHES=(all amd64 arm64)
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}

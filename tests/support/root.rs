@@ -79,16 +79,22 @@ pub fn check(what: &str, out: Output) -> Output {
 
 /// The cached root, built on first use (debootstrap, retried by the script).
 pub fn bookworm() -> PathBuf {
+    suite_root("bookworm")
+}
+
+/// The cached root of `suite` (bookworm, or trixie shaped as its cloud images: deb822).
+pub fn suite_root(suite: &str) -> PathBuf {
     let cache = cache_dir();
     let script = repo_dir().join("tests/e2e/bookworm-root.sh");
     check(
         "tests/e2e/bookworm-root.sh",
         Command::new(&script)
             .arg(&cache)
+            .arg(suite)
             .output()
             .expect("bash runs"),
     );
-    cache.join("bookworm")
+    cache.join(suite)
 }
 
 /// A writable copy-on-write view of the cached root, unmounted (with anything mounted below
@@ -216,6 +222,11 @@ pub struct Repo {
 }
 
 pub fn make_repo(packages: &[&str]) -> Repo {
+    make_suite_repo("bookworm", packages)
+}
+
+/// The same repository for another suite (its one `dists/SUITE`).
+pub fn make_suite_repo(suite: &str, packages: &[&str]) -> Repo {
     let dir = tempfile::tempdir().unwrap();
     let script = repo_dir().join("tests/e2e/make-repo.sh");
     check(
@@ -223,6 +234,7 @@ pub fn make_repo(packages: &[&str]) -> Repo {
         Command::new(&script)
             .arg(dir.path())
             .args(packages)
+            .env("SUITE", suite)
             .output()
             .unwrap(),
     );

@@ -1,7 +1,7 @@
 //! The signing key of one source or mirror: `key` (an armored block, written as is), `keyid`
 //! (fetched from `keyserver`, its fingerprint checked), each into a keyring of its own.
 
-use crate::action::{ActionKind, Text};
+use crate::action::{ActionKind, Distro, Facts, PlanError, Text};
 use crate::module::{Checker, Planner};
 use crate::values::{self, KeyId};
 
@@ -28,6 +28,14 @@ pub fn check_key_fields(
             &format!("{path}.key"),
             values::armored_key_fingerprints(key).map_err(|e| format!("key {e}")),
         );
+        if fingerprints.is_some()
+            && let Some(reason) = values::apt3_refusal(key)
+        {
+            cx.warning(
+                &format!("{path}.key"),
+                format!("{reason}; apt-get update fails with it on Debian 13 and later"),
+            );
+        }
         let wanted = keyid.and_then(|k| KeyId::parse(k).ok());
         if let (Some(fingerprints), Some(wanted)) = (fingerprints, wanted)
             && !fingerprints.iter().any(|f| wanted.matches(f))
@@ -53,22 +61,59 @@ pub fn check_key_fields(
     }
 }
 
-/// Plans a source's or mirror's key: an inline block is written, a keyid fetched. Returns
-/// whether there was one.
+/// `key_url`: https only, with the `keyid` its key must have, instead of `key`.
+pub fn check_key_url(cx: &mut Checker<'_>, path: &str, key_url: &str, keyid: bool, key: bool) {
+    let p = format!("{path}.key_url");
+    if cx.check(&p, values::url(key_url)).is_some() && !key_url.starts_with("https://") {
+        cx.error(&p, "must be an https:// URL: the key decides what apt trusts");
+    }
+    if !keyid {
+        cx.error(
+            &p,
+            "needs `keyid` (the fingerprint the fetched key must have): a URL alone proves nothing",
+        );
+    }
+    if key {
+        cx.error(&p, "give `key` or `key_url`, not both");
+    }
+}
+
+/// Plans a source's or mirror's key: an inline block is written, a `key_url` or keyid
+/// fetched. Returns whether there was one.
 pub fn plan_key(
     planner: &mut Planner<'_>,
+    path: &str,
     dest: String,
     key: Option<&String>,
     keyid: Option<&String>,
     keyserver: Option<&String>,
-) -> bool {
+    key_url: Option<&String>,
+) -> Result<bool, PlanError> {
     if let Some(key) = key {
+        if target_verifies_with_sqv(planner.facts)
+            && let Some(reason) = values::apt3_refusal(key)
+        {
+            return Err(PlanError::Unsupported {
+                path: format!("{path}.key"),
+                reason: format!("{reason}: apt-get update would fail on this target"),
+            });
+        }
         let mut text = key.clone();
         if !text.ends_with('\n') {
             text.push('\n');
         }
         planner.write_file(dest, 0o644, Text::plain(text));
-        true
+        Ok(true)
+    } else if let (Some(url), Some(keyid)) = (key_url, keyid) {
+        let keyid = KeyId::parse(keyid).map_or_else(|_| keyid.clone(), |k| k.as_str().to_owned());
+        planner.push(ActionKind::FetchKey {
+            keyid: Some(keyid),
+            keyserver: None,
+            ppa: None,
+            url: Some(url.clone()),
+            dest,
+        });
+        Ok(true)
     } else if let Some(keyid) = keyid {
         let keyid = KeyId::parse(keyid).map_or_else(|_| keyid.clone(), |k| k.as_str().to_owned());
         let keyserver = values::keyserver_url(
@@ -78,10 +123,67 @@ pub fn plan_key(
             keyid: Some(keyid),
             keyserver: Some(keyserver),
             ppa: None,
+            url: None,
             dest,
         });
-        true
+        Ok(true)
     } else {
-        false
+        Ok(false)
+    }
+}
+
+/// Whether the target's apt verifies with Sequoia's `sqv` (apt 3): Debian 13 and later (and
+/// Ubuntu 25.10 and later), or a root that has `/usr/bin/sqv`.
+pub fn target_verifies_with_sqv(facts: &Facts) -> bool {
+    if facts.apt_sqv {
+        return true;
+    }
+    match (facts.distro(), facts.release.as_deref()) {
+        (_, None) => false,
+        (Distro::Ubuntu, Some(r)) => matches!(r, "questing" | "resolute"),
+        (Distro::Debian, Some(r)) => !matches!(
+            r,
+            "jessie" | "stretch" | "buster" | "bullseye" | "bookworm"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::action::{Facts, PlanError};
+    use crate::decode::Limits;
+    use crate::system::SystemConfig;
+
+    #[test]
+    fn a_key_apt_3_refuses_is_a_warning_in_general_and_an_error_for_an_apt_3_target() {
+        let key = include_str!("../../../tests/compat/keys/weak-rsa1024.asc");
+        let indented: String = key.lines().map(|l| format!("        {l}\n")).collect();
+        let user_data = format!(
+            "#cloud-config\napt:\n  sources:\n    old:\n      source: \"deb http://old.example.org/debian trixie main\"\n      key: |\n{indented}"
+        );
+        let loaded = crate::config::load(user_data.as_bytes(), &Limits::default());
+        assert!(loaded.is_valid());
+        let report = loaded.report.render_text("ud");
+        assert!(report.contains("apt 3 (sqv) refuses key"), "{report}");
+        let config = loaded.config.unwrap();
+        let plan_for = |release: &str, sqv: bool| {
+            let facts = Facts {
+                instance_id: Some("i-1".into()),
+                release: Some(release.into()),
+                apt_sqv: sqv,
+                ..Facts::default()
+            };
+            crate::plan::plan(&config, &facts, &SystemConfig::default())
+        };
+        assert!(plan_for("bookworm", false).is_ok(), "apt 2.6 takes it");
+        for (release, sqv) in [("trixie", false), ("bookworm", true)] {
+            match plan_for(release, sqv) {
+                Err(PlanError::Unsupported { path, reason }) => {
+                    assert_eq!(path, "apt.sources.old.key");
+                    assert!(reason.contains("RSA with 1024 bits"), "{reason}");
+                }
+                other => panic!("{release}: {other:?}"),
+            }
+        }
     }
 }

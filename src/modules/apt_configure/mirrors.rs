@@ -6,10 +6,12 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::conf::apt_file;
+use super::deb822::{self, Stanza};
 use super::key::check_key_fields;
 use super::lines::{line_uri, substitute, with_signed_by};
 use super::types::{AptConfigure, KEYRINGS_DIR, Mirror, SOURCES_LIST};
 use crate::action::{Distro, Facts};
+use crate::action::PlanError;
 use crate::module::{Checker, Planner};
 use crate::values;
 
@@ -84,6 +86,11 @@ pub fn mirrors(config: &AptConfigure, facts: &Facts) -> Mirrors {
         arch_mirror(apt.and_then(|a| a.security.as_ref()), &facts.arch).and_then(mirror_uri);
     let ports = !matches!(facts.arch.as_str(), "amd64" | "i386");
     let (default_primary, default_security) = match facts.distro() {
+        // Kept as the image has it: its mirror lists pick a mirror near the instance.
+        Distro::Debian if facts.debian_mirror_lists && deb822::target_uses_deb822(facts) => (
+            "mirror+file:///etc/apt/mirrors/debian.list",
+            "mirror+file:///etc/apt/mirrors/debian-security.list",
+        ),
         Distro::Debian => (
             "https://deb.debian.org/debian",
             "https://deb.debian.org/debian-security",
@@ -140,23 +147,54 @@ deb $SECURITY $RELEASE-security multiverse\n"
     }
 }
 
+fn default_sources_deb822(distro: Distro) -> &'static str {
+    match distro {
+        Distro::Debian => {
+            "Types: deb deb-src\n\
+URIs: $MIRROR\n\
+Suites: $RELEASE $RELEASE-updates $RELEASE-backports\n\
+Components: main\n\
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\
+\n\
+Types: deb deb-src\n\
+URIs: $SECURITY\n\
+Suites: $SECURITY_SUITE\n\
+Components: main\n\
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+        }
+        Distro::Ubuntu => {
+            "Types: deb\n\
+URIs: $MIRROR\n\
+Suites: $RELEASE $RELEASE-updates $RELEASE-backports\n\
+Components: main restricted universe multiverse\n\
+Signed-By: /usr/share/keyrings/ubuntu-archive-keyring.gpg\n\
+\n\
+Types: deb\n\
+URIs: $SECURITY\n\
+Suites: $RELEASE-security\n\
+Components: main restricted universe multiverse\n\
+Signed-By: /usr/share/keyrings/ubuntu-archive-keyring.gpg\n"
+        }
+    }
+}
+
+/// What a deb822 target's /etc/apt/sources.list keeps once its sources moved to the
+/// distribution's `.sources` file: nothing apt reads, so no archive is there twice.
+fn sources_list_stub(sources_file: &str) -> String {
+    format!(
+        "# Written by cloudcfg on first boot: this system's apt sources are in {sources_file}\n\
+         # (deb822, see sources.list(5)). To keep your own sources.list, set\n\
+         # apt.preserve_sources_list: true.\n"
+    )
+}
+
 static JINJA_VAR: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}").expect("static regex"));
 
 /// Comments out the lines of `text` whose suite is one of `disabled` (cloud-init's
 /// disable_suites, same marker).
 fn disable_suites(text: &str, disabled: &[String], release: &str) -> String {
-    let suites: Vec<String> = disabled
-        .iter()
-        .map(|s| match s.as_str() {
-            "updates" => format!("{release}-updates"),
-            "backports" => format!("{release}-backports"),
-            "security" => format!("{release}-security"),
-            "proposed" => format!("{release}-proposed"),
-            "release" => release.to_owned(),
-            other => substitute(other, &[("RELEASE", release)]),
-        })
-        .collect();
+    let suites = disabled_suite_names(disabled, release);
     let mut out = String::new();
     for line in text.split_inclusive('\n') {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -180,6 +218,21 @@ fn disable_suites(text: &str, disabled: &[String], release: &str) -> String {
         out.push_str(line);
     }
     out
+}
+
+/// cloud-init's names in `disable_suites` (`updates`, `$RELEASE-backports`) as suites.
+fn disabled_suite_names(disabled: &[String], release: &str) -> Vec<String> {
+    disabled
+        .iter()
+        .map(|s| match s.as_str() {
+            "updates" => format!("{release}-updates"),
+            "backports" => format!("{release}-backports"),
+            "security" => format!("{release}-security"),
+            "proposed" => format!("{release}-proposed"),
+            "release" => release.to_owned(),
+            other => substitute(other, &[("RELEASE", release)]),
+        })
+        .collect()
 }
 
 /// `/etc/apt/keyrings/primary.asc` and `security.asc`, the keyrings of the mirrors' own keys
@@ -237,15 +290,21 @@ fn sign_mirror_lines(text: &str, keyed: &[(String, String)]) -> String {
         .collect()
 }
 
-fn sources_list_text(config: &AptConfigure, facts: &Facts, release: &str) -> String {
+/// The template with its variables substituted: the user's `sources_list`, else the
+/// distribution's default in the target's format.
+fn rendered_template(config: &AptConfigure, facts: &Facts, release: &str) -> String {
     let mirrors = mirrors(config, facts);
     let security_suite = if matches!(release, "buster" | "stretch") {
         format!("{release}/updates")
     } else {
         format!("{release}-security")
     };
-    let template =
-        custom_sources_list(config).unwrap_or_else(|| default_sources_list(facts.distro()));
+    let template = custom_sources_list(config).unwrap_or_else(|| {
+        match deb822::target_uses_deb822(facts) {
+            true => default_sources_deb822(facts.distro()),
+            false => default_sources_list(facts.distro()),
+        }
+    });
     let template = template
         .strip_prefix("## template:jinja\n")
         .unwrap_or(template);
@@ -267,8 +326,13 @@ fn sources_list_text(config: &AptConfigure, facts: &Facts, release: &str) -> Str
                 .map_or_else(|| caps[0].to_owned(), |(_, v)| (*v).to_owned())
         })
         .into_owned();
-    let rendered = substitute(&rendered, &vars);
-    let keyed: Vec<(String, String)> = selected_mirrors(config, facts)
+    substitute(&rendered, &vars)
+}
+
+/// The keyed mirrors' URIs and their keyrings.
+fn keyed_mirrors(config: &AptConfigure, facts: &Facts) -> Vec<(String, String)> {
+    let mirrors = mirrors(config, facts);
+    selected_mirrors(config, facts)
         .into_iter()
         .filter(|(_, m)| m.key.is_some() || m.keyid.is_some())
         .map(|(name, _)| {
@@ -279,14 +343,58 @@ fn sources_list_text(config: &AptConfigure, facts: &Facts, release: &str) -> Str
             };
             (uri.clone(), mirror_keyring(name))
         })
-        .collect();
-    let rendered = sign_mirror_lines(&rendered, &keyed);
-    let disabled = config
+        .collect()
+}
+
+fn disabled(config: &AptConfigure) -> Vec<String> {
+    config
         .apt
         .as_ref()
         .and_then(|a| a.disable_suites.clone())
-        .unwrap_or_default();
-    disable_suites(&rendered, &disabled, release)
+        .unwrap_or_default()
+}
+
+fn sources_list_text(config: &AptConfigure, facts: &Facts, release: &str) -> String {
+    let rendered = rendered_template(config, facts, release);
+    let rendered = sign_mirror_lines(&rendered, &keyed_mirrors(config, facts));
+    disable_suites(&rendered, &disabled(config), release)
+}
+
+/// The stanzas of the distribution's `.sources` file: the template's, or its one-line
+/// entries converted (comments and entries already commented out are left behind).
+fn distro_stanzas(
+    config: &AptConfigure,
+    facts: &Facts,
+    release: &str,
+) -> Result<Vec<Stanza>, String> {
+    let rendered = rendered_template(config, facts, release);
+    let mut stanzas = match deb822::is_deb822(&rendered) {
+        true => deb822::parse(&rendered)?,
+        false => rendered
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("deb ") || l.starts_with("deb-src "))
+            .map(deb822::from_one_line)
+            .collect::<Result<_, _>>()?,
+    };
+    deb822::check(&stanzas)?;
+    let keyed = keyed_mirrors(config, facts);
+    for stanza in &mut stanzas {
+        let keyring = stanza.words("URIs").iter().find_map(|uri| {
+            keyed
+                .iter()
+                .find(|(m, _)| m.trim_end_matches('/') == uri.trim_end_matches('/'))
+                .map(|(_, k)| k.clone())
+        });
+        if let Some(keyring) = keyring {
+            stanza.set("Signed-By", &keyring);
+        }
+    }
+    deb822::disable_suites(
+        &mut stanzas,
+        &disabled_suite_names(&disabled(config), release),
+    );
+    Ok(stanzas)
 }
 
 fn check_mirrors(cx: &mut Checker<'_>, path: &str, mirrors: &[Mirror]) {
@@ -326,6 +434,13 @@ fn check_mirrors(cx: &mut Checker<'_>, path: &str, mirrors: &[Mirror]) {
 }
 
 pub fn check(config: &AptConfigure, cx: &mut Checker<'_>) {
+    if let Some(text) = custom_sources_list(config).filter(|t| deb822::is_deb822(t)) {
+        let path = match config.apt.as_ref().is_some_and(|a| a.sources_list.is_some()) {
+            true => "apt.sources_list",
+            false => "apt_custom_sources_list",
+        };
+        cx.check(path, deb822::parse(text).and_then(|s| deb822::check(&s)));
+    }
     if let Some(apt) = &config.apt {
         if let Some(primary) = &apt.primary {
             check_mirrors(cx, "apt.primary", primary);
@@ -391,11 +506,35 @@ pub fn check(config: &AptConfigure, cx: &mut Checker<'_>) {
 }
 
 /// sources.list, when the config asks for it.
-pub fn plan(config: &AptConfigure, planner: &mut Planner<'_>, release: &str) {
-    if writes_sources_list(config) {
-        let text = sources_list_text(config, planner.facts, release);
-        apt_file(planner, SOURCES_LIST.to_owned(), text);
+///
+/// On a deb822 target (and for a deb822 `sources_list` on any target, as cloud-init 24.1 and
+/// later) the distribution's `.sources` file is written instead, and sources.list keeps only a
+/// comment that points there.
+pub fn plan(config: &AptConfigure, planner: &mut Planner<'_>, release: &str) -> Result<(), PlanError> {
+    if !writes_sources_list(config) {
+        return Ok(());
     }
+    let facts = planner.facts;
+    let deb822 = deb822::target_uses_deb822(facts)
+        || custom_sources_list(config).is_some_and(deb822::is_deb822);
+    if !deb822 {
+        let text = sources_list_text(config, facts, release);
+        apt_file(planner, SOURCES_LIST.to_owned(), text);
+        return Ok(());
+    }
+    let file = deb822::distro_sources_file(facts);
+    let stanzas = distro_stanzas(config, facts, release).map_err(|reason| PlanError::Unsupported {
+        path: "apt.sources_list".into(),
+        reason,
+    })?;
+    let text = format!(
+        "# Written by cloudcfg on first boot from apt.primary/apt.security/apt.sources_list.\n\
+         # To keep the image's sources, set apt.preserve_sources_list: true.\n{}",
+        deb822::render(&stanzas)
+    );
+    apt_file(planner, file.to_owned(), text);
+    apt_file(planner, SOURCES_LIST.to_owned(), sources_list_stub(file));
+    Ok(())
 }
 
 #[cfg(test)]

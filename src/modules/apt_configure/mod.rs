@@ -13,6 +13,7 @@
 //! key), [`mirrors`] (sources.list), [`sources`] (the `.list` files), [`debconf`].
 
 mod conf;
+pub mod deb822;
 mod debconf;
 mod key;
 mod lines;
@@ -75,16 +76,19 @@ impl Module for AptConfigure {
             let src = entry.source;
             let planned = key::plan_key(
                 planner,
+                &entry.path,
                 entry.keyring(),
                 src.key.as_ref(),
                 src.keyid.as_ref(),
                 src.keyserver.as_ref(),
-            );
+                src.key_url.as_ref(),
+            )?;
             if !planned && let Some(ppa) = entry.ppa() {
                 planner.push(ActionKind::FetchKey {
                     keyid: None,
                     keyserver: None,
                     ppa: Some(format!("{}/{}", ppa.owner, ppa.name)),
+                    url: None,
                     dest: entry.keyring(),
                 });
             }
@@ -93,17 +97,19 @@ impl Module for AptConfigure {
             for (name, mirror) in mirrors::selected_mirrors(self, facts) {
                 key::plan_key(
                     planner,
+                    &format!("apt.{name}"),
                     mirrors::mirror_keyring(name),
                     mirror.key.as_ref(),
                     mirror.keyid.as_ref(),
                     mirror.keyserver.as_ref(),
-                );
+                    None,
+                )?;
             }
         }
 
         // Sources: sources.list when asked for, then one file per name.
-        mirrors::plan(self, planner, release.unwrap_or_default());
-        sources::plan(self, planner, release);
+        mirrors::plan(self, planner, release.unwrap_or_default())?;
+        sources::plan(self, planner, release)?;
         debconf::plan(self, planner);
         Ok(())
     }

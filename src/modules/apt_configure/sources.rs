@@ -6,11 +6,12 @@ use std::collections::BTreeSet;
 use indexmap::IndexMap;
 
 use super::conf::apt_file;
-use super::key::check_key_fields;
+use super::deb822;
+use super::key::{check_key_fields, check_key_url};
 use super::lines::{SOURCE_VARIABLES, VARIABLE, substitute, with_signed_by};
 use super::mirrors::{mirrors, writes_sources_list};
 use super::types::{AptConfigure, KEYRINGS_DIR, SEED_SOURCES_STEM, SOURCES_DIR, Source};
-use crate::action::{Distro, Facts};
+use crate::action::{Distro, Facts, PlanError};
 use crate::module::{Checker, Planner};
 use crate::values::{self, Ppa};
 
@@ -48,6 +49,20 @@ impl SourceEntry<'_> {
         format!("{SOURCES_DIR}/{}.list", self.list_stem())
     }
 
+    /// `/etc/apt/sources.list.d/<name>.sources`, where the entry is written as deb822.
+    pub fn sources_file(&self) -> String {
+        let stem = self.list_stem();
+        let stem = stem.strip_suffix(".sources").unwrap_or(&stem);
+        format!("{SOURCES_DIR}/{stem}.sources")
+    }
+
+    /// Whether the entry is written as a deb822 stanza: on a deb822 target, or when the user
+    /// gave it as one.
+    pub fn writes_deb822(&self, facts: &Facts) -> bool {
+        deb822::target_uses_deb822(facts)
+            || self.source.source.as_deref().is_some_and(deb822::is_deb822)
+    }
+
     /// `/etc/apt/keyrings/<name>.asc` (contract.md, "Paths and modes").
     pub fn keyring(&self) -> String {
         let stem = match (self.name, self.ppa()) {
@@ -61,7 +76,10 @@ impl SourceEntry<'_> {
     }
 
     pub fn has_key(&self) -> bool {
-        self.source.key.is_some() || self.source.keyid.is_some() || self.ppa().is_some()
+        self.source.key.is_some()
+            || self.source.keyid.is_some()
+            || self.source.key_url.is_some()
+            || self.ppa().is_some()
     }
 }
 
@@ -125,6 +143,9 @@ fn check_source(cx: &mut Checker<'_>, entry: &SourceEntry<'_>) {
         src.key.as_ref(),
         src.keyserver.as_ref(),
     );
+    if let Some(url) = &src.key_url {
+        check_key_url(cx, path, url, src.keyid.is_some(), src.key.is_some());
+    }
     match &src.source {
         None => {
             if src.key.is_some() || src.keyid.is_some() {
@@ -150,7 +171,10 @@ fn check_source(cx: &mut Checker<'_>, entry: &SourceEntry<'_>) {
                     cx.check(&p, ppa);
                 }
                 None => {
-                    cx.check(&p, values::deb_line(line));
+                    match deb822::is_deb822(line) {
+                        true => cx.check(&p, deb822::parse(line).and_then(|s| deb822::check(&s))),
+                        false => cx.check(&p, values::deb_line(line)),
+                    };
                     if line.contains("$KEY_FILE") && src.key.is_none() && src.keyid.is_none() {
                         cx.error(&p, "`$KEY_FILE` needs `key` or `keyid` in the same entry");
                     }
@@ -222,7 +246,11 @@ pub fn check(config: &AptConfigure, cx: &mut Checker<'_>) {
 
 /// One `.list` file per name, the lines of its entries in order (`append: false` restarts a
 /// file). `release` is known whenever a line needs it (the caller asked for it).
-pub fn plan(config: &AptConfigure, planner: &mut Planner<'_>, release: Option<&str>) {
+pub fn plan(
+    config: &AptConfigure,
+    planner: &mut Planner<'_>,
+    release: Option<&str>,
+) -> Result<(), PlanError> {
     let facts = planner.facts;
     let entries = source_entries(config);
     let mirrors = mirrors(config, facts);
@@ -267,20 +295,44 @@ pub fn plan(config: &AptConfigure, planner: &mut Planner<'_>, release: Option<&s
                     vars.push(("KEY_FILE", key_file));
                 }
                 let rendered = substitute(line.trim(), &vars);
-                match key_file {
-                    Some(keyring) => with_signed_by(&rendered, keyring),
-                    None => rendered,
+                match (key_file, deb822::is_deb822(line)) {
+                    (Some(keyring), false) => with_signed_by(&rendered, keyring),
+                    _ => rendered,
                 }
             }
         };
-        let content = files.entry(entry.list_file()).or_default();
+        let (file, text) = match entry.writes_deb822(facts) {
+            true => {
+                let unsupported = |reason: String| PlanError::Unsupported {
+                    path: format!("{}.source", entry.path),
+                    reason,
+                };
+                let mut stanzas = match deb822::is_deb822(&line) {
+                    true => deb822::parse(&line).map_err(unsupported)?,
+                    false => vec![deb822::from_one_line(&line).map_err(unsupported)?],
+                };
+                if entry.has_key() {
+                    for stanza in &mut stanzas {
+                        if stanza.get("Signed-By").is_none() {
+                            stanza.set("Signed-By", &keyring);
+                        }
+                    }
+                }
+                (entry.sources_file(), deb822::render(&stanzas))
+            }
+            false => (entry.list_file(), format!("{line}\n")),
+        };
+        let content = files.entry(file).or_default();
         if entry.source.append == Some(false) {
             content.clear();
         }
-        content.push_str(&line);
-        content.push('\n');
+        if text.starts_with("Types") && !content.is_empty() {
+            content.push('\n');
+        }
+        content.push_str(&text);
     }
     for (path, content) in files {
         apt_file(planner, path, content);
     }
+    Ok(())
 }

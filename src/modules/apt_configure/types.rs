@@ -78,8 +78,9 @@ pub struct AptConfigure {
 #[serde(default)]
 #[schemars(deny_unknown_fields)]
 pub struct Source {
-    /// A one-line `deb`/`deb-src` entry, or `ppa:owner/name`. `$RELEASE`, `$MIRROR`,
-    /// `$PRIMARY`, `$SECURITY` and `$KEY_FILE` are substituted.
+    /// A one-line `deb`/`deb-src` entry, deb822 stanzas (`Types:`, `URIs:`, `Suites:` lines),
+    /// or `ppa:owner/name`. `$RELEASE`, `$MIRROR`, `$PRIMARY`, `$SECURITY` and `$KEY_FILE` are
+    /// substituted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     /// Key id (8 or 16 hex digits) or fingerprint (40) of the signing key, fetched from
@@ -94,6 +95,11 @@ pub struct Source {
     /// Where `keyid` is fetched: a host (HKPS), or an hkp://, hkps://, http:// or https:// URL.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keyserver: Option<String>,
+    /// cloudcfg's extension: an https:// URL of the signing key (armored or binary), fetched
+    /// at first boot. `keyid` is required: the fetched key's fingerprint must match it, or
+    /// nothing of the module is written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_url: Option<String>,
     /// File name in /etc/apt/sources.list.d (`.list` is appended when missing).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filename: Option<String>,

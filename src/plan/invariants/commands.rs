@@ -135,20 +135,38 @@ pub fn check_command(
     Ok(())
 }
 
+fn upper_hex_keyid(id: &str) -> Result<(), String> {
+    match matches!(id.len(), 8 | 16 | 40)
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+    {
+        true => Ok(()),
+        false => Err(format!("keyid {id:?}")),
+    }
+}
+
 pub fn check_fetch_key(
     keyid: Option<&str>,
     keyserver: Option<&str>,
     ppa: Option<&str>,
+    url: Option<&str>,
 ) -> Result<(), String> {
+    if let Some(url) = url {
+        // A key URL always comes with the fingerprint it must have.
+        upper_hex_keyid(keyid.unwrap_or_default())?;
+        let ok = url.starts_with("https://")
+            && !url.contains(|c: char| c.is_whitespace() || c.is_control())
+            && keyserver.is_none()
+            && ppa.is_none();
+        return match ok {
+            true => Ok(()),
+            false => Err(format!("key url {url:?}")),
+        };
+    }
     match (keyid, keyserver, ppa) {
         (Some(id), Some(server), None) => {
-            if !matches!(id.len(), 8 | 16 | 40)
-                || !id
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
-            {
-                return Err(format!("keyid {id:?}"));
-            }
+            upper_hex_keyid(id)?;
             let scheme_ok = ["hkp://", "hkps://", "http://", "https://"]
                 .iter()
                 .any(|s| server.starts_with(s));

@@ -16,6 +16,7 @@ use crate::modules::runcmd::Runcmd;
 use crate::modules::scripts_user::ScriptsUser;
 use crate::modules::set_hostname::SetHostname;
 use crate::modules::ssh::{SSHD_DROP_IN, Ssh};
+use crate::modules::ssh_host_keys_deferred::SshHostKeysDeferred;
 use crate::modules::update_etc_hosts::{HOSTS_FILE, UpdateEtcHosts};
 use crate::modules::users_groups::UsersGroups;
 use crate::modules::write_files::WriteFiles;
@@ -80,6 +81,7 @@ pub fn allowed_path(module: &str, path: &str) -> Result<(), String> {
     normalised(path)?;
     let apt = path == SOURCES_LIST
         || file_in(path, SOURCES_DIR, ".list").is_some()
+        || file_in(path, SOURCES_DIR, ".sources").is_some()
         || file_in(path, KEYRINGS_DIR, ".asc").is_some()
         || file_in(path, APT_CONF_DIR, "").is_some();
     let puppet = PUPPET_ROOTS.iter().any(|root| {
@@ -99,9 +101,9 @@ pub fn allowed_path(module: &str, path: &str) -> Result<(), String> {
         || (module == UsersGroups::NAME && path == crate::modules::users_groups::SUDOERS_FILE)
         || (module == Puppet::NAME && puppet)
         || (module == AptPipelining::NAME && path == PIPELINING_FILE)
-        || (module == Ssh::NAME
-            && (path == SSHD_DROP_IN
-                || file_in(path, "/etc/ssh/", "").is_some_and(|n| n.starts_with("ssh_host_"))))
+        || (module == Ssh::NAME && path == SSHD_DROP_IN)
+        || ([Ssh::NAME, SshHostKeysDeferred::NAME].contains(&module)
+            && file_in(path, "/etc/ssh/", "").is_some_and(|n| n.starts_with("ssh_host_")))
         || (module == SetHostname::NAME && path == crate::action::HOSTNAME_FILE)
         || (module == UpdateEtcHosts::NAME && path == HOSTS_FILE);
     match allowed {
@@ -175,8 +177,15 @@ pub fn check_mode(module: &str, path: &str, mode: &str, content: &Text) -> Resul
     Ok(())
 }
 
-/// `.list` files: `deb`/`deb-src` lines only, each a well-formed one-line entry.
+/// `.list` files: `deb`/`deb-src` lines only, each a well-formed one-line entry; `.sources`
+/// files: deb822 stanzas apt reads (known fields, URIs, no stray line breaks).
 pub fn check_content(path: &str, content: &Text) -> Result<(), String> {
+    if file_in(path, SOURCES_DIR, ".sources").is_some() {
+        use crate::modules::apt_configure::deb822;
+        deb822::parse(&content.text)
+            .and_then(|stanzas| deb822::check(&stanzas))
+            .map_err(|e| format!("{path}: {e}"))?;
+    }
     if file_in(path, SOURCES_DIR, ".list").is_some() {
         if !content.text.ends_with('\n') {
             return Err(format!("{path} does not end with a newline"));

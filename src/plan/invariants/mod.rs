@@ -170,9 +170,15 @@ pub fn check(plan: &Plan) -> Result<(), Violation> {
                 keyid,
                 keyserver,
                 ppa,
+                url,
                 dest: _,
-            } => check_fetch_key(keyid.as_deref(), keyserver.as_deref(), ppa.as_deref())
-                .map_err(|e| violation("fetch_key", at, e))?,
+            } => check_fetch_key(
+                keyid.as_deref(),
+                keyserver.as_deref(),
+                ppa.as_deref(),
+                url.as_deref(),
+            )
+            .map_err(|e| violation("fetch_key", at, e))?,
             ActionKind::EditIni {
                 section,
                 key,

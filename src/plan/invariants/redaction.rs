@@ -67,9 +67,13 @@ pub fn check_redaction(plan: &Plan) -> Result<(), Violation> {
             }
             ActionKind::Command { argv, .. } => argv.iter().map(String::as_str).collect(),
             ActionKind::FetchKey {
-                keyserver, dest, ..
+                keyserver,
+                url,
+                dest,
+                ..
             } => keyserver
                 .iter()
+                .chain(url)
                 .map(String::as_str)
                 .chain([dest.as_str()])
                 .collect(),
