@@ -106,6 +106,9 @@ pub fn resolve(args: &FactArgs, root: &Path) -> Result<Facts, FactsError> {
             })?;
         }
     }
+    // The root's apt layout describes the target only when the target's release is the root's
+    // own: `--release` names another system (plan for an image not at hand).
+    let layout_from_root = args.release.is_none();
     let release = args.release.clone().or_else(|| os_release_codename(root));
     if let Some(r) = &release {
         values::plain_file_name(r).map_err(|reason| FactsError::BadValue {
@@ -122,13 +125,15 @@ pub fn resolve(args: &FactArgs, root: &Path) -> Result<Facts, FactsError> {
         arch: dpkg_arch().to_owned(),
         image_scripts: image_scripts(root),
         public_keys: Vec::new(),
-        deb822_sources: ["debian.sources", "ubuntu.sources"]
-            .iter()
-            .any(|f| root.join("etc/apt/sources.list.d").join(f).is_file()),
-        debian_mirror_lists: ["debian.list", "debian-security.list"]
-            .iter()
-            .all(|f| root.join("etc/apt/mirrors").join(f).is_file()),
-        apt_sqv: root.join("usr/bin/sqv").is_file(),
+        deb822_sources: layout_from_root
+            && ["debian.sources", "ubuntu.sources"]
+                .iter()
+                .any(|f| root.join("etc/apt/sources.list.d").join(f).is_file()),
+        debian_mirror_lists: layout_from_root
+            && ["debian.list", "debian-security.list"]
+                .iter()
+                .all(|f| root.join("etc/apt/mirrors").join(f).is_file()),
+        apt_sqv: layout_from_root && root.join("usr/bin/sqv").is_file(),
     })
 }
 

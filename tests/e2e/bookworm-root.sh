@@ -164,8 +164,10 @@ else
         'Components: main' 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' \
         >"$R/etc/apt/sources.list.d/debian.sources"
 fi
-printf 'auto lo\niface lo inet loopback\n\nallow-hotplug eth0\niface eth0 inet dhcp\n' >"$R/etc/network/interfaces"
-printf '/dev/vda / ext4 rw,errors=remount-ro 0 1\n' >"$R/etc/fstab"
+if [ "$SUITE" = bookworm ]; then
+    printf 'auto lo\niface lo inet loopback\n\nallow-hotplug eth0\niface eth0 inet dhcp\n' >"$R/etc/network/interfaces"
+    printf '/dev/vda / ext4 rw,errors=remount-ro 0 1\n' >"$R/etc/fstab"
+fi
 chroot "$R" passwd -d root >/dev/null
 # debootstrap copies the host's resolv.conf; a test image must not carry the host's resolver
 rm -f "$R/etc/resolv.conf"
