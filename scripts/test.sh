@@ -28,6 +28,8 @@ HOST_PACKAGES=(
     e2fsprogs python3 binutils
     # tests/e2e_vm.rs logs in to the guests (ssh, ssh-keygen, ssh-keyscan)
     openssh-client
+    # key fetches through apt's proxy (tests/keys.rs); the key_url HTTPS server's CA (openssl)
+    tinyproxy openssl
     # tests/packaging.rs: dpkg-buildpackage -b (dpkg-dev above; build-essential is what
     # dpkg-checkbuilddeps requires implicitly), lintian, man (man page warnings) and
     # systemd-analyze verify (systemd)

@@ -154,6 +154,7 @@ fn cloudcfg_facts(case_dir: &Path, meta: &serde_json::Value) -> Option<FactMap> 
                 ppa,
                 url,
                 dest,
+                ..
             } => {
                 let what = match (keyid, ppa) {
                     (Some(id), _) => {

@@ -276,3 +276,33 @@ fn a_key_url_whose_key_has_another_fingerprint_leaves_apt_as_it_was() {
             .contains("install ok installed")
     );
 }
+
+#[test]
+fn a_proxy_that_cannot_be_reached_fails_the_key_fetch_by_name_and_leaves_apt_as_it_was() {
+    let Some(env) = setup(
+        "e2e_trixie::a_proxy_that_cannot_be_reached_fails_the_key_fetch_by_name_and_leaves_apt_as_it_was",
+        false,
+    ) else {
+        return;
+    };
+    let before = env.apt_tree();
+    let user_data = env.user_data().replace(
+        "apt:\n",
+        "apt:\n  proxy: \"http://fetcher:s3cret@127.0.0.1:9/\"\n",
+    );
+    let out = env.apply(&user_data);
+    assert!(!out.status.success(), "apply fails");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("apt_configure: failed (fetching ")
+            && said.contains("through proxy http://<credentials>@127.0.0.1:9/"),
+        "the error names the proxy: {said}"
+    );
+    assert!(!said.contains("s3cret"), "{said}");
+    assert_eq!(env.apt_tree(), before, "nothing under /etc/apt changed");
+    assert!(env.extra_server.requests().is_empty() && env.mirror_server.requests().is_empty());
+}

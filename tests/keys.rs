@@ -6,6 +6,7 @@ mod support;
 use cloudcfg::apply::keys::{KeyError, KeyFetcher};
 use support::http::{self, Response};
 use support::https::HttpsServer;
+use support::proxy::TinyProxy;
 
 const KEY: &str = include_str!("compat/keys/throwaway.asc");
 const FPR: &str = "897FB1D86845F884F32374A8B54F83BA163D7715";
@@ -131,4 +132,56 @@ fn a_key_url_whose_certificate_the_target_does_not_trust_is_refused() {
     let fetcher = KeyFetcher::new("http://127.0.0.1:1", "unused", None);
     let err = fetcher.by_url(&server.url("key.asc"), FPR).unwrap_err();
     assert!(matches!(err, KeyError::Http { .. }), "{err}");
+}
+
+#[test]
+fn key_fetches_go_through_apts_proxy_and_none_bypasses_it() {
+    if !support::root::have_tools(
+        "keys::key_fetches_go_through_apts_proxy_and_none_bypasses_it",
+        &["tinyproxy", "openssl", "python3"],
+    ) {
+        return;
+    }
+    let proxy = TinyProxy::start();
+    let keyserver = keyserver();
+    let https = HttpsServer::start(&[("key.asc", KEY.as_bytes())]);
+    let fetcher = KeyFetcher::new("http://127.0.0.1:1", "unused", Some(&https.ca_pem))
+        .through(Some(&proxy.url()), Some(&proxy.url()));
+    for keyid in ["163D7715", FPR] {
+        fetcher.by_keyid(keyid, &keyserver.url()).unwrap();
+    }
+    fetcher.by_url(&https.url("key.asc"), FPR).unwrap();
+    // The client tunnels every request (CONNECT, also for http://): each one the servers
+    // answered is a tunnel the proxy logged to that server, so none went around it.
+    let logged = proxy.requests();
+    let tunnels_to = |port: u16| {
+        logged
+            .iter()
+            .filter(|r| r.starts_with(&format!("CONNECT 127.0.0.1:{port} ")))
+            .count()
+    };
+    let keyserver_port: u16 = keyserver.url().rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(keyserver.requests().len(), 2);
+    assert_eq!(tunnels_to(keyserver_port), 2, "{logged:?}");
+    assert_eq!(tunnels_to(https.port), 1, "{logged:?}");
+    assert_eq!(logged.len(), 3, "nothing else: {logged:?}");
+}
+
+#[test]
+fn a_proxy_that_cannot_be_reached_fails_the_fetch_with_its_name_and_no_password() {
+    let keyserver = keyserver();
+    let fetcher = KeyFetcher::new("http://127.0.0.1:1", "unused", None)
+        .through(Some("http://fetcher:s3cret@127.0.0.1:1/"), None);
+    let err = fetcher.by_keyid(FPR, &keyserver.url()).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, KeyError::Http { .. }), "{text}");
+    assert!(
+        text.contains("through proxy http://<credentials>@127.0.0.1:1/"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"), "{text}");
+    assert!(
+        keyserver.requests().is_empty(),
+        "nothing went around the proxy"
+    );
 }

@@ -232,6 +232,13 @@ pub enum ActionKind {
         ppa: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         url: Option<String>,
+        /// The proxy for http:// URLs and the one for https:// URLs, as apt would use them
+        /// (`apt.http_proxy`/`proxy`, `apt.https_proxy`, else the http one); credentials are
+        /// secrets.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        http_proxy: Option<Text>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        https_proxy: Option<Text>,
         dest: String,
     },
     /// Set one key of an INI file in place (comments, order and other keys kept; the original
@@ -356,6 +363,14 @@ impl ActionKind {
             ActionKind::SetPasswords { passwords, .. } => passwords
                 .iter_mut()
                 .filter_map(|p| p.password.as_mut())
+                .collect(),
+            ActionKind::FetchKey {
+                http_proxy,
+                https_proxy,
+                ..
+            } => http_proxy
+                .iter_mut()
+                .chain(https_proxy.iter_mut())
                 .collect(),
             _ => Vec::new(),
         }

@@ -133,11 +133,13 @@ fn select_from(
     }
 }
 
-/// Fetches keys with bounded retries; one agent per apply.
+/// Fetches keys with bounded retries.
 pub struct KeyFetcher {
-    agent: ureq::Agent,
-    /// For `key_url`: trusts the target's CA bundle, as the instance itself would.
-    url_agent: ureq::Agent,
+    /// For `key_url`: the target's CA bundle, as the instance itself would trust.
+    target_roots: Vec<ureq::tls::Certificate<'static>>,
+    /// Proxies for http:// and https:// URLs (apt's, from the user data).
+    http_proxy: Option<String>,
+    https_proxy: Option<String>,
     attempts: u32,
     backoff: Duration,
     launchpad_api: String,
@@ -151,13 +153,7 @@ impl KeyFetcher {
         default_keyserver: &str,
         ca_bundle: Option<&[u8]>,
     ) -> KeyFetcher {
-        let builder = || {
-            ureq::Agent::config_builder()
-                .timeout_global(Some(Duration::from_secs(30)))
-                .http_status_as_error(false)
-        };
-        let agent: ureq::Agent = builder().build().into();
-        let roots: Vec<ureq::tls::Certificate<'static>> = ca_bundle
+        let target_roots = ca_bundle
             .map(|pem| {
                 ureq::tls::parse_pem(pem)
                     .filter_map(|item| match item {
@@ -167,20 +163,10 @@ impl KeyFetcher {
                     .collect()
             })
             .unwrap_or_default();
-        let url_agent: ureq::Agent = match roots.is_empty() {
-            true => builder().build().into(),
-            false => builder()
-                .tls_config(
-                    ureq::tls::TlsConfig::builder()
-                        .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
-                        .build(),
-                )
-                .build()
-                .into(),
-        };
         KeyFetcher {
-            agent,
-            url_agent,
+            target_roots,
+            http_proxy: None,
+            https_proxy: None,
             attempts: 3,
             backoff: Duration::from_secs(1),
             launchpad_api: launchpad_api.trim_end_matches('/').to_owned(),
@@ -188,9 +174,52 @@ impl KeyFetcher {
         }
     }
 
+    /// The same fetcher with every request through these proxies (`None`: direct).
+    pub fn through(&self, http_proxy: Option<&str>, https_proxy: Option<&str>) -> KeyFetcher {
+        KeyFetcher {
+            target_roots: self.target_roots.clone(),
+            http_proxy: http_proxy.map(str::to_owned),
+            https_proxy: https_proxy.map(str::to_owned),
+            attempts: self.attempts,
+            backoff: self.backoff,
+            launchpad_api: self.launchpad_api.clone(),
+            default_keyserver: self.default_keyserver.clone(),
+        }
+    }
+
+    /// The proxy `url` goes through.
+    fn proxy_for(&self, url: &str) -> Option<&str> {
+        match url.starts_with("https://") {
+            true => self.https_proxy.as_deref(),
+            false => self.http_proxy.as_deref(),
+        }
+    }
+
+    /// An agent for one fetch: through its proxy, trusting the target's CAs for `key_url`.
+    fn agent(&self, url: &str, target_trust: bool) -> Result<ureq::Agent, KeyError> {
+        let mut config = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(30)))
+            .http_status_as_error(false);
+        if let Some(proxy) = self.proxy_for(url) {
+            let proxy = ureq::Proxy::new(proxy).map_err(|e| KeyError::Http {
+                url: url.to_owned(),
+                reason: format!("proxy {}: {e}", without_credentials(proxy)),
+            })?;
+            config = config.proxy(Some(proxy));
+        }
+        if target_trust && !self.target_roots.is_empty() {
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&self.target_roots))
+                    .build(),
+            );
+        }
+        Ok(config.build().into())
+    }
+
     /// GET with retries on network errors and 5xx; `Ok(None)` on 404.
     fn get(&self, url: &str) -> Result<Option<String>, KeyError> {
-        match self.get_bytes(&self.agent, url)? {
+        match self.get_bytes(url, false)? {
             Some(bytes) => String::from_utf8(bytes)
                 .map(Some)
                 .map_err(|_| KeyError::Http {
@@ -201,7 +230,8 @@ impl KeyFetcher {
         }
     }
 
-    fn get_bytes(&self, agent: &ureq::Agent, url: &str) -> Result<Option<Vec<u8>>, KeyError> {
+    fn get_bytes(&self, url: &str, target_trust: bool) -> Result<Option<Vec<u8>>, KeyError> {
+        let agent = self.agent(url, target_trust)?;
         let mut backoff = self.backoff;
         let mut last = String::new();
         for attempt in 1..=self.attempts {
@@ -228,7 +258,14 @@ impl KeyFetcher {
                         break;
                     }
                 }
-                Err(e) => last = e.to_string(),
+                Err(e) => {
+                    last = match self.proxy_for(url) {
+                        Some(proxy) => {
+                            format!("through proxy {}: {e}", without_credentials(proxy))
+                        }
+                        None => e.to_string(),
+                    }
+                }
             }
             if attempt < self.attempts {
                 log::info!(
@@ -271,7 +308,7 @@ impl KeyFetcher {
             keyid: keyid.to_owned(),
             reason,
         })?;
-        match self.get_bytes(&self.url_agent, url)? {
+        match self.get_bytes(url, true)? {
             Some(bytes) => select_verified_bytes(&bytes, &id),
             None => Err(KeyError::UrlNotFound {
                 url: url.to_owned(),
@@ -301,11 +338,35 @@ impl KeyFetcher {
     }
 }
 
+/// A proxy URL as it may be shown: its user and password replaced.
+fn without_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://<credentials>@{host}{path}"),
+        None => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const KEY: &str = include_str!("../../tests/compat/keys/throwaway.asc");
+
+    #[test]
+    fn proxies_are_shown_without_their_credentials() {
+        assert_eq!(
+            without_credentials("http://user:s3cret@proxy.example:3128/"),
+            "http://<credentials>@proxy.example:3128/"
+        );
+        assert_eq!(
+            without_credentials("http://proxy:3128"),
+            "http://proxy:3128"
+        );
+    }
 
     #[test]
     fn keyserver_urls() {

@@ -419,25 +419,31 @@ impl Executor<'_> {
                 keyserver,
                 ppa,
                 url,
+                http_proxy,
+                https_proxy,
                 dest,
             } = &action.kind
             {
+                let keys = self.keys.through(
+                    http_proxy.as_ref().map(|t| t.text.as_str()),
+                    https_proxy.as_ref().map(|t| t.text.as_str()),
+                );
                 let key = match (keyid, ppa) {
                     (Some(keyid), _) if url.is_some() => {
                         let url = url.as_deref().unwrap_or_default();
                         self.log.line(&format!("fetch key {keyid} from {url}"));
-                        self.keys.by_url(url, keyid)?
+                        keys.by_url(url, keyid)?
                     }
                     (Some(keyid), _) => {
                         let keyserver =
                             keyserver.as_deref().unwrap_or(&self.opts.default_keyserver);
                         self.log
                             .line(&format!("fetch key {keyid} from {keyserver}"));
-                        self.keys.by_keyid(keyid, keyserver)?
+                        keys.by_keyid(keyid, keyserver)?
                     }
                     (None, Some(ppa)) => {
                         self.log.line(&format!("fetch signing key of ppa:{ppa}"));
-                        self.keys.for_ppa(ppa)?
+                        keys.for_ppa(ppa)?
                     }
                     (None, None) => continue,
                 };

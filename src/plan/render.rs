@@ -233,22 +233,31 @@ pub fn describe(action: &Action) -> String {
             ppa,
             url,
             dest,
-        } => match (keyid, ppa) {
-            (Some(keyid), _) if url.is_some() => format!(
-                "fetch   key {keyid} from {} -> {dest} (fingerprint checked)",
-                url.as_deref().unwrap_or_default()
-            ),
-            (Some(keyid), _) => format!(
-                "fetch   key {keyid} from {} -> {dest} (fingerprint checked)",
-                keyserver.as_deref().unwrap_or("the keyserver")
-            ),
-            (None, Some(ppa)) => {
-                format!(
-                    "fetch   signing key of ppa:{ppa} via Launchpad -> {dest} (fingerprint checked)"
-                )
-            }
-            (None, None) => format!("fetch   key -> {dest}"),
-        },
+            http_proxy,
+            https_proxy,
+        } => {
+            let via = match (http_proxy, https_proxy) {
+                (None, None) => String::new(),
+                _ => " through apt's proxy".to_owned(),
+            };
+            let line = match (keyid, ppa) {
+                (Some(keyid), _) if url.is_some() => format!(
+                    "fetch   key {keyid} from {} -> {dest} (fingerprint checked)",
+                    url.as_deref().unwrap_or_default()
+                ),
+                (Some(keyid), _) => format!(
+                    "fetch   key {keyid} from {} -> {dest} (fingerprint checked)",
+                    keyserver.as_deref().unwrap_or("the keyserver")
+                ),
+                (None, Some(ppa)) => {
+                    format!(
+                        "fetch   signing key of ppa:{ppa} via Launchpad -> {dest} (fingerprint checked)"
+                    )
+                }
+                (None, None) => format!("fetch   key -> {dest}"),
+            };
+            format!("{line}{via}")
+        }
         ActionKind::EditIni {
             path,
             section,

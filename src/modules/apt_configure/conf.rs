@@ -52,6 +52,25 @@ fn proxies(config: &AptConfigure) -> Vec<(&'static str, &'static str, &str)> {
         .collect()
 }
 
+/// The proxies a key fetch goes through, as apt would choose them for its own downloads:
+/// (for http:// URLs, for https:// URLs); https falls back to the http proxy, as apt's https
+/// method does. Credentials in them are secrets.
+pub fn key_fetch_proxies(config: &AptConfigure) -> (Option<Text>, Option<Text>) {
+    let all = proxies(config);
+    let find = |scheme: &str| {
+        all.iter()
+            .find(|(s, _, _)| *s == scheme)
+            .map(|(_, _, url)| (*url).to_owned())
+    };
+    let http = find("http");
+    let https = find("https").or_else(|| http.clone());
+    let text = |url: String| Text {
+        secrets: url_credentials(&url),
+        text: url,
+    };
+    (http.map(text), https.map(text))
+}
+
 /// A file of apt's: 0600 and redacted when it carries URL credentials, whatever the file
 /// (contract.md asks it of the proxy file; a mirror, a deb line or an apt.conf snippet can
 /// carry a password just as well, and sources.list is world-readable otherwise).

@@ -88,6 +88,7 @@ pub fn plan_key(
     keyid: Option<&String>,
     keyserver: Option<&String>,
     key_url: Option<&String>,
+    proxies: &(Option<Text>, Option<Text>),
 ) -> Result<bool, PlanError> {
     if let Some(key) = key {
         if target_verifies_with_sqv(planner.facts)
@@ -111,6 +112,8 @@ pub fn plan_key(
             keyserver: None,
             ppa: None,
             url: Some(url.clone()),
+            http_proxy: proxies.0.clone(),
+            https_proxy: proxies.1.clone(),
             dest,
         });
         Ok(true)
@@ -124,6 +127,8 @@ pub fn plan_key(
             keyserver: Some(keyserver),
             ppa: None,
             url: None,
+            http_proxy: proxies.0.clone(),
+            https_proxy: proxies.1.clone(),
             dest,
         });
         Ok(true)

@@ -72,6 +72,7 @@ impl Module for AptConfigure {
         } else {
             facts.release.as_deref()
         };
+        let proxies = conf::key_fetch_proxies(self);
         for entry in &entries {
             let src = entry.source;
             let planned = key::plan_key(
@@ -82,6 +83,7 @@ impl Module for AptConfigure {
                 src.keyid.as_ref(),
                 src.keyserver.as_ref(),
                 src.key_url.as_ref(),
+                &proxies,
             )?;
             if !planned && let Some(ppa) = entry.ppa() {
                 planner.push(ActionKind::FetchKey {
@@ -89,6 +91,8 @@ impl Module for AptConfigure {
                     keyserver: None,
                     ppa: Some(format!("{}/{}", ppa.owner, ppa.name)),
                     url: None,
+                    http_proxy: proxies.0.clone(),
+                    https_proxy: proxies.1.clone(),
                     dest: entry.keyring(),
                 });
             }
@@ -103,6 +107,7 @@ impl Module for AptConfigure {
                     mirror.keyid.as_ref(),
                     mirror.keyserver.as_ref(),
                     None,
+                    &proxies,
                 )?;
             }
         }

@@ -172,6 +172,7 @@ pub fn check(plan: &Plan) -> Result<(), Violation> {
                 ppa,
                 url,
                 dest: _,
+                ..
             } => check_fetch_key(
                 keyid.as_deref(),
                 keyserver.as_deref(),
