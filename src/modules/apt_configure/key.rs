@@ -61,6 +61,14 @@ pub fn check_key_fields(
     }
 }
 
+/// Where an entry's signing key comes from: its `key`, `keyid`, `keyserver` and `key_url`.
+pub struct KeyFields<'a> {
+    pub key: Option<&'a String>,
+    pub keyid: Option<&'a String>,
+    pub keyserver: Option<&'a String>,
+    pub key_url: Option<&'a String>,
+}
+
 /// `key_url`: https only, with the `keyid` its key must have, instead of `key`.
 pub fn check_key_url(cx: &mut Checker<'_>, path: &str, key_url: &str, keyid: bool, key: bool) {
     let p = format!("{path}.key_url");
@@ -84,12 +92,15 @@ pub fn plan_key(
     planner: &mut Planner<'_>,
     path: &str,
     dest: String,
-    key: Option<&String>,
-    keyid: Option<&String>,
-    keyserver: Option<&String>,
-    key_url: Option<&String>,
+    fields: KeyFields<'_>,
     proxies: &(Option<Text>, Option<Text>),
 ) -> Result<bool, PlanError> {
+    let KeyFields {
+        key,
+        keyid,
+        keyserver,
+        key_url,
+    } = fields;
     if let Some(key) = key {
         if target_verifies_with_sqv(planner.facts)
             && let Some(reason) = values::apt3_refusal(key)

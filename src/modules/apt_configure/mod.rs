@@ -79,10 +79,12 @@ impl Module for AptConfigure {
                 planner,
                 &entry.path,
                 entry.keyring(),
-                src.key.as_ref(),
-                src.keyid.as_ref(),
-                src.keyserver.as_ref(),
-                src.key_url.as_ref(),
+                key::KeyFields {
+                    key: src.key.as_ref(),
+                    keyid: src.keyid.as_ref(),
+                    keyserver: src.keyserver.as_ref(),
+                    key_url: src.key_url.as_ref(),
+                },
                 &proxies,
             )?;
             if !planned && let Some(ppa) = entry.ppa() {
@@ -103,10 +105,12 @@ impl Module for AptConfigure {
                     planner,
                     &format!("apt.{name}"),
                     mirrors::mirror_keyring(name),
-                    mirror.key.as_ref(),
-                    mirror.keyid.as_ref(),
-                    mirror.keyserver.as_ref(),
-                    None,
+                    key::KeyFields {
+                        key: mirror.key.as_ref(),
+                        keyid: mirror.keyid.as_ref(),
+                        keyserver: mirror.keyserver.as_ref(),
+                        key_url: None,
+                    },
                     &proxies,
                 )?;
             }
