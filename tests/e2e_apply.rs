@@ -36,12 +36,17 @@ struct Env {
 /// A root, a repository and a server that serves both the repository and, as keyserver, the
 /// key `served` under the repository's fingerprint.
 fn setup(test: &str, serve_wrong_key: bool) -> Option<Env> {
+    setup_suite(test, "bookworm", serve_wrong_key)
+}
+
+/// The same on the root of `suite` (bookworm, or trixie as its cloud images are).
+fn setup_suite(test: &str, suite: &str, serve_wrong_key: bool) -> Option<Env> {
     if !root::can_run(test, TOOLS) {
         return None;
     }
-    let lower = root::bookworm();
+    let lower = root::suite_root(suite);
     let overlay = Overlay::new(&lower);
-    let repo = root::make_repo(&[PACKAGE]);
+    let repo = root::make_suite_repo(suite, &[PACKAGE]);
     let served = if serve_wrong_key {
         &repo.wrong_key
     } else {
@@ -253,7 +258,21 @@ fn assert_nothing_left_mounted_or_guarded(overlay: &Overlay) {
 
 #[test]
 fn apply_configures_apt_debconf_and_packages_then_runs_once_per_instance() {
-    let Some(env) = setup("apply_configures_apt_debconf_and_packages", false) else {
+    configures_apt_debconf_and_packages_then_runs_once_per_instance("bookworm");
+}
+
+/// The same on Debian 13 (deb822 sources, apt 3 with sqv): one run of each release.
+#[test]
+fn on_trixie_apply_configures_apt_debconf_and_packages_then_runs_once_per_instance() {
+    configures_apt_debconf_and_packages_then_runs_once_per_instance("trixie");
+}
+
+fn configures_apt_debconf_and_packages_then_runs_once_per_instance(suite: &str) {
+    let Some(env) = setup_suite(
+        &format!("apply_configures_apt_debconf_and_packages ({suite})"),
+        suite,
+        false,
+    ) else {
         return;
     };
     // One small package from Debian's mirror, so the root needs DNS.
@@ -273,6 +292,7 @@ fn apply_configures_apt_debconf_and_packages_then_runs_once_per_instance() {
         ("set_hostname".to_owned(), "ok".to_owned()),
         ("users_groups".to_owned(), "ok".to_owned()),
         ("ssh".to_owned(), "ok".to_owned()),
+        ("ssh_host_keys_deferred".to_owned(), "ok".to_owned()),
         ("keys_to_console".to_owned(), "ok".to_owned()),
         ("apt_configure".to_owned(), "ok".to_owned()),
         ("package_update_upgrade_install".to_owned(), "ok".to_owned()),
@@ -287,16 +307,26 @@ fn apply_configures_apt_debconf_and_packages_then_runs_once_per_instance() {
         env.overlay.read(&format!("/usr/share/{PACKAGE}/marker")),
         format!("{PACKAGE} 1.0-1\n")
     );
-    // apt verified the repository's signature with the key in its own keyring.
-    let list = env.overlay.read("/etc/apt/sources.list.d/e2e.list");
-    assert_eq!(
-        list,
-        format!(
+    // apt verified the repository's signature with the key in its own keyring: a one-line
+    // entry on bookworm, a deb822 stanza where apt keeps its own sources so (trixie).
+    let source_file = match suite {
+        "bookworm" => "/etc/apt/sources.list.d/e2e.list",
+        _ => "/etc/apt/sources.list.d/e2e.sources",
+    };
+    let list = env.overlay.read(source_file);
+    let expected = match suite {
+        "bookworm" => format!(
             "deb [signed-by=/etc/apt/keyrings/e2e.asc] {}/debian bookworm main\n",
             env.server.url()
-        )
-    );
-    assert!(!list.contains("trusted=yes"));
+        ),
+        _ => format!(
+            "Types: deb\nURIs: {}/debian\nSuites: {suite}\nComponents: main\n\
+             Signed-By: /etc/apt/keyrings/e2e.asc\n",
+            env.server.url()
+        ),
+    };
+    assert_eq!(list, expected);
+    assert!(!list.to_lowercase().contains("trusted"));
     let keyring = env.overlay.read("/etc/apt/keyrings/e2e.asc");
     let fingerprints = cloudcfg::values::armored_key_fingerprints(&keyring).unwrap();
     assert!(
@@ -317,7 +347,13 @@ fn apply_configures_apt_debconf_and_packages_then_runs_once_per_instance() {
         debconf_value(&env.overlay, "tzdata/Areas").as_deref(),
         Some("Europe")
     );
-    assert_eq!(env.overlay.read("/etc/timezone"), "Europe/Berlin\n");
+    // (tzdata in trixie no longer writes /etc/timezone; both point /etc/localtime there.)
+    let localtime = std::fs::read_link(env.overlay.path("/etc/localtime")).unwrap();
+    assert!(
+        localtime.ends_with("zoneinfo/Europe/Berlin"),
+        "{}",
+        localtime.display()
+    );
     // Files as planned: content, mode, owner.
     let plan = env.plan_json(&user_data, "i-e2e-first");
     assert!(assert_files_as_planned(&env.overlay, &plan) >= 2);
@@ -338,7 +374,7 @@ fn apply_configures_apt_debconf_and_packages_then_runs_once_per_instance() {
 
     // Second boot of the same instance: nothing runs again, nothing is fetched again.
     let requests = env.server.requests().len();
-    let timezone_mtime = std::fs::metadata(env.overlay.path("/etc/apt/sources.list.d/e2e.list"))
+    let timezone_mtime = std::fs::metadata(env.overlay.path(source_file))
         .unwrap()
         .mtime_nsec();
     let out = env.apply(&user_data, "i-e2e-first", &[]);
@@ -370,7 +406,7 @@ fn apply_configures_apt_debconf_and_packages_then_runs_once_per_instance() {
     );
     assert_eq!(env.overlay.package_status(PACKAGE), "install ok installed");
     assert_eq!(
-        std::fs::metadata(env.overlay.path("/etc/apt/sources.list.d/e2e.list"))
+        std::fs::metadata(env.overlay.path(source_file))
             .unwrap()
             .mtime_nsec(),
         timezone_mtime,
