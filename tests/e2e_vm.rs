@@ -157,6 +157,8 @@ fn can_run(test: &str) -> bool {
 enum Variant {
     /// cloudcfg: the package (or `CLOUDCFG_VM_BIN`).
     Cloudcfg,
+    /// The same package on a Debian 13 image (deb822 sources, apt 3).
+    CloudcfgTrixie,
     /// Debian's cloud-init, the reference the ssh assertions were checked against.
     CloudInit,
 }
@@ -164,9 +166,11 @@ enum Variant {
 /// The image (built once per set of inputs; cached across runs under the e2e cache).
 fn image(variant: Variant) -> PathBuf {
     static CLOUDCFG: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    static CLOUDCFG_TRIXIE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     static CLOUD_INIT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let cell = match variant {
         Variant::Cloudcfg => &CLOUDCFG,
+        Variant::CloudcfgTrixie => &CLOUDCFG_TRIXIE,
         Variant::CloudInit => &CLOUD_INIT,
     };
     cell.get_or_init(|| build_image(variant))
@@ -177,8 +181,11 @@ fn image(variant: Variant) -> PathBuf {
 fn build_image(variant: Variant) -> Result<PathBuf, String> {
     let mut cmd = Command::new(root::repo_dir().join("tests/vm/build-image.sh"));
     cmd.arg(root::cache_dir());
+    if variant == Variant::CloudcfgTrixie {
+        cmd.env("CCVM_SUITE", "trixie");
+    }
     let input = match variant {
-        Variant::Cloudcfg => {
+        Variant::Cloudcfg | Variant::CloudcfgTrixie => {
             // The package users install (built once per source state, shared with
             // tests/packaging.rs); a bare binary only when asked, for quick local iterations.
             let input = match std::env::var_os("CLOUDCFG_VM_BIN") {
@@ -934,7 +941,11 @@ apt:
 
 /// The repository, and (as keyserver) its key, on one 127.0.0.1 port.
 fn repo_server() -> (root::Repo, Server) {
-    let repo = root::make_repo(&[PACKAGE]);
+    repo_server_for("bookworm")
+}
+
+fn repo_server_for(suite: &str) -> (root::Repo, Server) {
+    let repo = root::make_suite_repo(suite, &[PACKAGE]);
     let keys = vec![(repo.fingerprint.clone(), repo.key.clone())];
     let server = http::serve(http::or_else(
         http::hkp(keys),
@@ -1717,6 +1728,77 @@ fn ec2_first_boot_reboot_and_new_instance() {
 /// (`public-keys`) and the same names. Not run by default (the image needs the Debian mirror
 /// when it is built, and it checks the harness and the reference, not cloudcfg):
 /// `cargo test --test e2e_vm -- --ignored`.
+/// Debian 13: a first boot from a NoCloud seed on a trixie image (apt 3 with sqv, deb822),
+/// logged in with ssh as the default user; the source is a deb822 stanza apt verified.
+#[test]
+fn trixie_nocloud_first_boot_logs_in_and_configures_apt_in_deb822() {
+    const TEST: &str = "e2e_vm::trixie_nocloud_first_boot_logs_in_and_configures_apt_in_deb822";
+    if !can_run(TEST) {
+        return;
+    }
+    let started = Instant::now();
+    let (repo, server) = repo_server_for("trixie");
+    let instance = "iid-vm-trixie-1";
+    let ud = user_data(&format!(
+        "      keyid: \"{}\"\n      keyserver: \"{REPO_URL}\"\n",
+        repo.fingerprint
+    )) + &names_user_data();
+    let scratch = tempfile::tempdir().unwrap();
+    let iso = seed_iso(
+        scratch.path(),
+        &format!(
+            "instance-id: {instance}\nlocal-hostname: vm-trixie\npublic-keys:\n  - \"{}\"\n",
+            test_key().public
+        ),
+        &ud,
+    );
+    let spec = BootSpec {
+        cdrom: Some(iso),
+        fwd: vec![(REPO_GUEST, server.port())],
+        ..BootSpec::default()
+    };
+    let mut vm = Vm::of("trixie", Variant::CloudcfgTrixie);
+    let ssh = vm.ssh("known_hosts", HostKey::AcceptNew);
+    let mut scanned = Vec::new();
+    let boot = vm.boot_held(&spec, &ssh, DEFAULT_USER, |boot| {
+        assert_login_as_default_user(&ssh, boot);
+        scanned = ssh.scan();
+    });
+    let ctx = assert_done(&boot, instance);
+    assert_eq!(boot.fact("os-codename"), "trixie", "{ctx}");
+    let modules = boot.modules();
+    assert_eq!(modules["apt_configure"].0, "ok", "{ctx}");
+    assert_eq!(modules["package_update_upgrade_install"].0, "ok", "{ctx}");
+    assert_eq!(
+        boot.file("/etc/apt/sources.list.d/e2e.sources"),
+        Some((
+            "644".into(),
+            format!(
+                "Types: deb\nURIs: {REPO_URL}/debian\nSuites: trixie\nComponents: main\n\
+                 Signed-By: /etc/apt/keyrings/e2e.asc\n"
+            )
+        )),
+        "{ctx}"
+    );
+    // The report lists every file of sources.list.d: no one-line file beside the stanza.
+    assert!(
+        !boot
+            .with_prefix("CCVM-FILE")
+            .any(|l| l.starts_with("/etc/apt/sources.list.d/e2e.list ")),
+        "{ctx}"
+    );
+    assert!(
+        boot.with_prefix("CCVM-FILE")
+            .any(|l| l.starts_with("/etc/apt/sources.list.d/e2e.sources ")),
+        "{ctx}: the report lists the directory"
+    );
+    assert_eq!(boot.fact("dpkg-hello"), "install ok installed", "{ctx}");
+    assert!(boot.fact("localtime").ends_with("Europe/Berlin"), "{ctx}");
+    assert_host_keys(&boot, &ssh, &scanned);
+    assert_names(&boot);
+    say(format!("{TEST}: {:.1} s", started.elapsed().as_secs_f64()));
+}
+
 #[test]
 #[ignore = "reference run against Debian's cloud-init; needs the Debian mirror for its image"]
 fn cloud_init_reference_ssh() {

@@ -44,9 +44,7 @@ VARIANT=minbase
 # makes host keys, which tests/vm/build-image.sh removes again for the first-boot variants.
 INCLUDE=systemd-sysv,udev,linux-image-amd64,ifupdown,isc-dhcp-client,iproute2,ca-certificates,kmod,ncurses-base,sudo,openssh-server
 case $SUITE in
-bookworm) ;;
-# The chroot tests only: apt (3, with sqv), users, sudo and ssh-keygen; no kernel.
-trixie) INCLUDE=ca-certificates,sudo,openssh-server,iproute2 ;;
+bookworm | trixie) ;;
 *) echo "$0: unknown suite $SUITE (bookworm or trixie)" >&2; exit 2 ;;
 esac
 HOSTNAME_=cloudcfg-e2e
@@ -164,10 +162,8 @@ else
         'Components: main' 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' \
         >"$R/etc/apt/sources.list.d/debian.sources"
 fi
-if [ "$SUITE" = bookworm ]; then
-    printf 'auto lo\niface lo inet loopback\n\nallow-hotplug eth0\niface eth0 inet dhcp\n' >"$R/etc/network/interfaces"
-    printf '/dev/vda / ext4 rw,errors=remount-ro 0 1\n' >"$R/etc/fstab"
-fi
+printf 'auto lo\niface lo inet loopback\n\nallow-hotplug eth0\niface eth0 inet dhcp\n' >"$R/etc/network/interfaces"
+printf '/dev/vda / ext4 rw,errors=remount-ro 0 1\n' >"$R/etc/fstab"
 chroot "$R" passwd -d root >/dev/null
 # debootstrap copies the host's resolv.conf; a test image must not carry the host's resolver
 rm -f "$R/etc/resolv.conf"

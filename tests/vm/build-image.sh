@@ -4,7 +4,8 @@
 # tests/e2e/bookworm-root.sh. No loop mount, no boot loader: QEMU boots the root's kernel and
 # initrd directly (-kernel/-initrd) with root=/dev/vda.
 #
-# usage: [CCVM_ROOT_KEY=FILE.pub] tests/vm/build-image.sh CACHE_DIR VARIANT [CLOUDCFG]
+# usage: [CCVM_ROOT_KEY=FILE.pub] [CCVM_SUITE=trixie] tests/vm/build-image.sh CACHE_DIR VARIANT [CLOUDCFG]
+#   CCVM_SUITE  the Debian release of the image: bookworm (the default) or trixie
 #   VARIANT   cloudcfg    the root + cloudcfg (CLOUDCFG: a binary, or a cloudcfg_*.deb)
 #             cloud-init  the root + Debian's cloud-init (+ gpg, which its apt key handling runs),
 #                         `datasource_list: [ NoCloud, None ]`, `locale: false` (benchmark only)
@@ -70,8 +71,9 @@ log() { printf 'build-image(%s): %s\n' "$VARIANT" "$*" >&2; }
 T0=$(now)
 
 # The root (cached; a no-op when it is up to date). Its output goes to stderr: stdout is ours.
-"$REPO/tests/e2e/bookworm-root.sh" "$CACHE" >&2
-ROOT=$CACHE/bookworm
+SUITE=${CCVM_SUITE:-bookworm}
+"$REPO/tests/e2e/bookworm-root.sh" "$CACHE" "$SUITE" >&2
+ROOT=$CACHE/$SUITE
 
 # The package's two units, which a bare-binary install puts in by hand: the init stage
 # (Before=ssh.service; dh_installsystemd --name=cloudcfg-init installs it as
@@ -84,7 +86,9 @@ KEY=$(
     {
         echo "variant=$VARIANT size=$IMAGE_SIZE"
         sha256sum "$HERE/build-image.sh" "$HERE"/guest/* "$UNIT" "$INIT_UNIT" "$REPO/debian/cloudcfg.tmpfiles" "$REPO/debian/cloudcfg.yaml" | cut -d' ' -f1
-        cat "$CACHE/bookworm.done"
+        cat "$CACHE/$SUITE.done"
+        # (bookworm's key stays what it was before images of other suites existed)
+        [ "$SUITE" = bookworm ] || echo "suite=$SUITE"
         if [ -n "$CLOUDCFG" ]; then sha256sum <"$CLOUDCFG" | cut -d' ' -f1; fi
         if [ -n "$ROOT_KEY" ]; then echo "root-key=$(sha256sum <"$ROOT_KEY" | cut -d' ' -f1)"; fi
     } | sha256sum | cut -c1-16
@@ -148,7 +152,7 @@ install_cloudcfg() {
 install_cloud_init() {
     # The mirror is reached by the host (chroot), never by a guest.
     cp /etc/resolv.conf "$R/etc/resolv.conf"
-    echo "deb http://deb.debian.org/debian bookworm main" >"$R/etc/apt/sources.list"
+    echo "deb http://deb.debian.org/debian $SUITE main" >"$R/etc/apt/sources.list"
     mkdir -p "$CACHE/debs/partial"
     mount --bind "$CACHE/debs" "$R/var/cache/apt/archives"
     mount -t proc proc "$R/proc"
