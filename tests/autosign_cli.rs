@@ -211,3 +211,79 @@ fn runs_as_policy_executable_through_a_link_named_autosign() {
         );
     }
 }
+
+#[test]
+fn the_launcher_expects_a_certname_that_signs_once_and_not_past_its_ttl() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("expected");
+    std::fs::create_dir(&dir).unwrap();
+    let policy = policy(
+        tmp.path(),
+        &format!("expected_certnames_dir: {}\n", dir.display()),
+    );
+    let policy = policy.to_str().expect("utf-8 path");
+    let certname = "i-0abc.test.example";
+    let decide = || {
+        run(
+            Path::new(BIN),
+            &["autosign", "--policy", policy, certname],
+            &fixture("challenge-ok"),
+        )
+    };
+    let launcher = |args: &[&str]| {
+        let mut all = vec!["autosign"];
+        all.extend_from_slice(args);
+        run(Path::new(BIN), &all, b"")
+    };
+    let refused =
+        format!("cloudcfg-autosign: certname={certname} rule=expected_certname result=refused");
+    check(&decide(), 1, &refused);
+
+    // Expected (by its instance id, as a launcher knows it), signed once, then a replay refused.
+    let out = launcher(&["expect", "--policy", policy, "--ttl", "1h", "i-0abc"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = std::fs::read_to_string(dir.join("i-0abc")).unwrap();
+    assert!(text.starts_with("expires: "), "{text}");
+    check(
+        &decide(),
+        0,
+        &format!("cloudcfg-autosign: certname={certname} rule=all result=signed"),
+    );
+    assert!(!dir.join("i-0abc").exists(), "the expectation is used up");
+    check(&decide(), 1, &refused);
+
+    // Past its TTL the expectation no longer counts, and says so.
+    let out = launcher(&["expect", "--policy", policy, "--ttl", "0s", certname]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let expired = decide();
+    check(&expired, 1, &refused);
+    assert!(
+        stderr(&expired).contains("expired at"),
+        "{}",
+        stderr(&expired)
+    );
+
+    // Taken back, once.
+    let out = launcher(&["forget", "--policy", policy, certname]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!dir.join(certname).exists());
+    let out = launcher(&["forget", "--policy", policy, certname]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+
+    // A certname that is not a plain file name never becomes a path.
+    let out = launcher(&["expect", "--policy", policy, "../escape"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(!tmp.path().join("escape").exists());
+    // `expect` after `--` is a certname puppetserver asks about, not the launcher's command.
+    let asked = run(
+        Path::new(BIN),
+        &["autosign", "--policy", policy, "--", "expect"],
+        &fixture("challenge-ok"),
+    );
+    assert_eq!(asked.status.code(), Some(1), "{}", stderr(&asked));
+    assert!(
+        stderr(&asked).contains("certname=expect rule=cn"),
+        "{}",
+        stderr(&asked)
+    );
+}

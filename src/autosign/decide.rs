@@ -173,13 +173,24 @@ pub fn decide(rules: &Rules, certname: &str, csr: &Csr) -> Result<Decision, Auto
     let mut claims = Vec::new();
     if let Some(dir) = &rules.expected_dir {
         let mut found = Vec::new();
+        let mut expired = Vec::new();
+        let now = std::time::SystemTime::now();
         for name in expected_names(certname) {
             let path = dir.join(name);
             match std::fs::symlink_metadata(&path) {
-                Ok(meta) if meta.is_file() => {
-                    found.push(name.to_owned());
-                    claims.push(path);
-                }
+                Ok(meta) if meta.is_file() => match super::expect::expired_at(&path, now) {
+                    Ok(None) => {
+                        found.push(name.to_owned());
+                        claims.push(path);
+                    }
+                    Ok(Some(at)) => expired.push(format!("{name} expired at {at}")),
+                    Err(source) => {
+                        return Err(AutosignError::ExpectedCertname {
+                            path: path.display().to_string(),
+                            source,
+                        });
+                    }
+                },
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(source) => {
@@ -189,6 +200,12 @@ pub fn decide(rules: &Rules, certname: &str, csr: &Csr) -> Result<Decision, Auto
                     });
                 }
             }
+        }
+        if claims.is_empty() && !expired.is_empty() {
+            return Ok(refuse(
+                Rule::ExpectedCertname,
+                format!("the expectation {}", expired.join("; ")),
+            ));
         }
         if claims.is_empty() {
             return Ok(refuse(

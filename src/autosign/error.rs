@@ -31,6 +31,8 @@ pub enum AutosignError {
     InvalidCsr { reason: String },
     #[error("{path}: {source}")]
     ExpectedCertname { path: String, source: io::Error },
+    #[error("certname {reason}")]
+    InvalidCertname { certname: String, reason: String },
 }
 
 impl AutosignError {
@@ -41,6 +43,7 @@ impl AutosignError {
             | AutosignError::CsrTooLarge { .. }
             | AutosignError::InvalidCsr { .. } => "csr",
             AutosignError::ExpectedCertname { .. } => "expected_certname",
+            AutosignError::InvalidCertname { .. } => "certname",
             _ => "policy",
         }
     }

@@ -20,6 +20,7 @@
 mod csr;
 mod decide;
 mod error;
+mod expect;
 mod policy;
 
 use std::ffi::{OsStr, OsString};
@@ -29,6 +30,7 @@ use std::path::Path;
 pub use self::csr::*;
 pub use self::decide::*;
 pub use self::error::*;
+pub use self::expect::{expect, expectation_text, forget};
 pub use self::policy::*;
 
 /// The name the binary answers to as puppetserver's policy executable

@@ -174,13 +174,18 @@ pub enum Command {
     /// puppetserver's policy executable: decide on the CSR (PEM) on standard input; exit 0
     /// signs, 1 refuses, 2 means the CSR or the policy is unreadable. Also run as `autosign
     /// CERTNAME` (the binary linked as /usr/lib/cloudcfg/autosign).
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Autosign {
         /// The policy (default: the system config's `autosign_policy`, else
         /// /etc/cloudcfg/autosign.yaml).
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
         /// The certname puppetserver asks about.
-        certname: String,
+        #[arg(required = true)]
+        certname: Option<String>,
+        /// The launcher's side: record or take back an expected certname.
+        #[command(subcommand)]
+        launcher: Option<AutosignLauncher>,
     },
     /// Print the manual page, cloudcfg(1), in roff (for packaging).
     #[command(hide = true)]
@@ -194,5 +199,29 @@ pub enum Command {
         /// unit that runs the rest.
         #[arg(long, value_enum)]
         stage: Option<StageArg>,
+    },
+}
+
+/// `cloudcfg autosign expect|forget`: what a launch script runs, on the CA host, for the
+/// instances it starts (the policy's `expected_certnames_dir`).
+#[derive(Debug, Subcommand)]
+pub enum AutosignLauncher {
+    /// Expect CERTNAME (or an instance id): its next certificate request is signed once, if
+    /// the other rules hold. Exit 0 written, 2 on an unusable policy or certname.
+    Expect {
+        /// The policy whose `expected_certnames_dir` holds the expectation.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Not honoured after this long (`15m`, `2h`, `1d`); default: until it is used.
+        #[arg(long, value_name = "DURATION")]
+        ttl: Option<humantime::Duration>,
+        certname: String,
+    },
+    /// Take the expectation for CERTNAME back. Exit 0 removed, 1 there was none, 2 on an
+    /// unusable policy or certname.
+    Forget {
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        certname: String,
     },
 }

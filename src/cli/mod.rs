@@ -76,6 +76,53 @@ fn autosign_command(cli_config: Option<&Path>, policy: Option<&Path>, certname: 
     autosign::run(&path, certname, &mut std::io::stdin().lock(), &mut stderr)
 }
 
+/// `autosign expect|forget`: one line on stderr, like the decisions, and the exit code.
+fn autosign_launcher(cli_config: Option<&Path>, launcher: &args::AutosignLauncher) -> u8 {
+    let (policy, certname) = match launcher {
+        args::AutosignLauncher::Expect {
+            policy, certname, ..
+        }
+        | args::AutosignLauncher::Forget { policy, certname } => (policy.as_deref(), certname),
+    };
+    let policy_path = match policy {
+        Some(path) => path.to_path_buf(),
+        None => match system::load(cli_config.unwrap_or(Path::new(system::DEFAULT_PATH))) {
+            Ok(system) => PathBuf::from(system.autosign_policy()),
+            Err(e) => {
+                eprintln!("{}: {e}", autosign::LOG_PREFIX);
+                return 2;
+            }
+        },
+    };
+    let shown = policy_path.display().to_string();
+    let result = autosign::load_policy(&policy_path).and_then(|rules| match launcher {
+        args::AutosignLauncher::Expect { ttl, .. } => autosign::expect(
+            &rules,
+            &shown,
+            certname,
+            ttl.map(Into::into),
+            std::time::SystemTime::now(),
+        )
+        .map(|path| (0, format!("expected: {}", path.display()))),
+        args::AutosignLauncher::Forget { .. } => {
+            autosign::forget(&rules, &shown, certname).map(|removed| match removed {
+                true => (0, format!("forgotten: {certname}")),
+                false => (1, format!("no expectation for {certname}")),
+            })
+        }
+    });
+    match result {
+        Ok((code, line)) => {
+            eprintln!("{}: {line}", autosign::LOG_PREFIX);
+            code
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", autosign::LOG_PREFIX);
+            2
+        }
+    }
+}
+
 fn run(cli: Cli) -> Result<u8, CliError> {
     match &cli.command {
         Command::Validate { format, files } => validate(*format, files),
@@ -159,10 +206,16 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             });
             Ok(0)
         }
-        Command::Autosign { policy, certname } => Ok(autosign_command(
+        Command::Autosign {
+            launcher: Some(launcher),
+            ..
+        } => Ok(autosign_launcher(cli.config.as_deref(), launcher)),
+        Command::Autosign {
+            policy, certname, ..
+        } => Ok(autosign_command(
             cli.config.as_deref(),
             policy.as_deref(),
-            certname,
+            certname.as_deref().unwrap_or_default(),
         )),
         Command::Manpage => {
             let mut stdout = std::io::stdout().lock();
