@@ -1,5 +1,7 @@
-//! /etc/apt/sources.list from `apt.primary`, `apt.security`, `apt.sources_list` and the legacy
-//! mirror keys: written only when one of them is given and `preserve_sources_list` is not set.
+//! The distribution's own sources from `apt.primary`, `apt.security`, `apt.sources_list` and
+//! the legacy mirror keys, written only when one of them is given and `preserve_sources_list`
+//! is not set: /etc/apt/sources.list on a one-line target, `debian.sources`/`ubuntu.sources`
+//! replaced in place (and sources.list left a comment) on a deb822 one.
 
 use std::sync::LazyLock;
 

@@ -1,5 +1,7 @@
-//! apt sources: `apt_sources` (the seed's list) and `apt.sources` (by name), one `.list` file per
-//! name with the entries' lines in order, each line naming its key's keyring with `signed-by=`.
+//! apt sources: `apt_sources` (the seed's list) and `apt.sources` (by name), one file per name
+//! with the entries in order, each naming its key's keyring: a `.list` of one-line entries
+//! (`signed-by=`), or a `.sources` of deb822 stanzas (`Signed-By:`) where the target keeps its
+//! own sources so or the entry was given so ([`super::deb822`]).
 
 use std::collections::BTreeSet;
 
@@ -244,8 +246,9 @@ pub fn check(config: &AptConfigure, cx: &mut Checker<'_>) {
     }
 }
 
-/// One `.list` file per name, the lines of its entries in order (`append: false` restarts a
-/// file). `release` is known whenever a line needs it (the caller asked for it).
+/// One file per name, its entries in order (`append: false` restarts a file): a `.list` of
+/// one-line entries, or, on a deb822 target and for entries given as deb822, a `.sources` of
+/// stanzas. `release` is known whenever a line needs it (the caller asked for it).
 pub fn plan(
     config: &AptConfigure,
     planner: &mut Planner<'_>,
@@ -301,7 +304,8 @@ pub fn plan(
                 }
             }
         };
-        let (file, text) = match entry.writes_deb822(facts) {
+        let deb822_out = entry.writes_deb822(facts);
+        let (file, text) = match deb822_out {
             true => {
                 let unsupported = |reason: String| PlanError::Unsupported {
                     path: format!("{}.source", entry.path),
@@ -326,7 +330,8 @@ pub fn plan(
         if entry.source.append == Some(false) {
             content.clear();
         }
-        if text.starts_with("Types") && !content.is_empty() {
+        // Stanzas are separated by a blank line.
+        if deb822_out && !content.is_empty() {
             content.push('\n');
         }
         content.push_str(&text);
