@@ -30,6 +30,8 @@ HOST_PACKAGES=(
     openssh-client
     # key fetches through apt's proxy (tests/keys.rs); the key_url HTTPS server's CA (openssl)
     tinyproxy openssl
+    # the virtualenv of moto's S3 server (tests/autosign_s3.rs), installed from PyPI below
+    python3-venv
     # tests/packaging.rs: dpkg-buildpackage -b (dpkg-dev above; build-essential is what
     # dpkg-checkbuilddeps requires implicitly), lintian, man (man page warnings) and
     # systemd-analyze verify (systemd)
@@ -71,6 +73,15 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         retry apt-get install -y --no-install-recommends -o Acquire::Retries=3 "${qemu_target[@]}" \
             "${QEMU_PACKAGES[@]}"
     fi
+fi
+
+# A real S3 API server for the autosign store tests (tests/autosign_s3.rs): moto's server from
+# PyPI, in a virtualenv in the e2e cache (reused across runs).
+MOTO_VENV=${CLOUDCFG_E2E_CACHE:-/var/tmp/cloudcfg-e2e}/moto-venv
+if [ ! -x "$MOTO_VENV/bin/moto_server" ] && command -v python3 >/dev/null; then
+    mkdir -p "$(dirname "$MOTO_VENV")"
+    python3 -m venv "$MOTO_VENV" && retry "$MOTO_VENV/bin/pip" install -q "moto[server]==5.2.6" ||
+        echo "scripts/test.sh: could not install moto[server]; tests/autosign_s3.rs will skip" >&2
 fi
 
 cargo test --all-targets "$@"

@@ -51,9 +51,11 @@ impl fmt::Display for Rule {
 /// What the rules say about one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Sign, once the `claims` (expected-certname files, empty without that rule) are removed.
+    /// Sign, once the `claims` (expected-certname files, empty without that rule) are removed
+    /// and the `store_claims` made.
     Sign {
         claims: Vec<PathBuf>,
+        store_claims: Vec<StoreClaim>,
         /// What held, for the decision line.
         detail: String,
     },
@@ -91,6 +93,28 @@ pub fn expected_names(certname: &str) -> Vec<&str> {
         names.push(first);
     }
     names
+}
+
+/// An expectation in the S3 store that a signing decision claims.
+#[derive(Clone)]
+pub struct StoreClaim {
+    pub store: std::sync::Arc<super::s3::S3Store>,
+    pub name: String,
+}
+
+/// The same expectation of the same store.
+impl PartialEq for StoreClaim {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.store, &other.store) && self.name == other.name
+    }
+}
+
+impl Eq for StoreClaim {}
+
+impl std::fmt::Debug for StoreClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.store.describe(), self.name)
+    }
 }
 
 /// Applies the rules to a request. Only the expected-certname rule looks at the file system
@@ -219,8 +243,51 @@ pub fn decide(rules: &Rules, certname: &str, csr: &Csr) -> Result<Decision, Auto
         }
         held.push(format!("{} ({})", Rule::ExpectedCertname, found.join(", ")));
     }
+    let mut store_claims = Vec::new();
+    if let Some(store) = &rules.expected_s3 {
+        let now = std::time::SystemTime::now();
+        let mut found = Vec::new();
+        let mut expired = Vec::new();
+        for name in expected_names(certname) {
+            match store.get(name) {
+                Ok(Some(body)) => {
+                    match super::expect::expired_in(&String::from_utf8_lossy(&body), now) {
+                        None => {
+                            found.push(name.to_owned());
+                            store_claims.push(StoreClaim {
+                                store: std::sync::Arc::clone(store),
+                                name: name.to_owned(),
+                            });
+                        }
+                        Some(at) => expired.push(format!("{name} expired at {at}")),
+                    }
+                }
+                Ok(None) => {}
+                // Fail closed: a store that is down, slow or answers garbage refuses.
+                Err(e) => return Ok(refuse(Rule::ExpectedCertname, format!("store: {e}"))),
+            }
+        }
+        if store_claims.is_empty() {
+            let reason = match expired.is_empty() {
+                true => format!(
+                    "no object {} in {}",
+                    expected_names(certname).join(" or "),
+                    store.describe()
+                ),
+                false => format!("the expectation {}", expired.join("; ")),
+            };
+            return Ok(refuse(Rule::ExpectedCertname, reason));
+        }
+        held.push(format!(
+            "{} ({} in {})",
+            Rule::ExpectedCertname,
+            found.join(", "),
+            store.describe()
+        ));
+    }
     Ok(Decision::Sign {
         claims,
+        store_claims,
         detail: held.join(", "),
     })
 }
@@ -247,31 +314,63 @@ impl Outcome {
 /// Removes the expected-certname files of a signing decision. Removing is the claim: when two
 /// requests race, only the one whose removal succeeded signs, so each file signs once.
 pub fn claim(decision: Decision) -> Outcome {
-    match decision {
-        Decision::Refuse { rule, reason } => Outcome::Refused { rule, reason },
-        Decision::Sign { claims, detail } if claims.is_empty() => Outcome::Signed { detail },
-        Decision::Sign { claims, detail } => {
-            let mut claimed = false;
-            for path in &claims {
-                match std::fs::remove_file(path) {
-                    Ok(()) => claimed = true,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(source) => {
-                        return Outcome::Error(AutosignError::ExpectedCertname {
-                            path: path.display().to_string(),
-                            source,
-                        });
-                    }
-                }
-            }
-            if claimed {
-                Outcome::Signed { detail }
-            } else {
-                Outcome::Refused {
-                    rule: Rule::ExpectedCertname,
-                    reason: "the expected-certname file was used by a concurrent request".into(),
+    let (claims, store_claims, detail) = match decision {
+        Decision::Refuse { rule, reason } => return Outcome::Refused { rule, reason },
+        Decision::Sign {
+            claims,
+            store_claims,
+            detail,
+        } => (claims, store_claims, detail),
+    };
+    if !claims.is_empty() {
+        let mut claimed = false;
+        for path in &claims {
+            match std::fs::remove_file(path) {
+                Ok(()) => claimed = true,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Outcome::Error(AutosignError::ExpectedCertname {
+                        path: path.display().to_string(),
+                        source,
+                    });
                 }
             }
         }
+        if !claimed {
+            return Outcome::Refused {
+                rule: Rule::ExpectedCertname,
+                reason: "the expected-certname file was used by a concurrent request".into(),
+            };
+        }
     }
+    if !store_claims.is_empty() {
+        let mut claimed = false;
+        for StoreClaim { store, name } in &store_claims {
+            match store.claim(name) {
+                Ok(true) => {
+                    claimed = true;
+                    // Used up; the claim marker stays and refuses a replay. A failure to
+                    // remove it changes nothing: the marker decides.
+                    if let Err(e) = store.delete(name) {
+                        log::warn!("{e}: the used expectation stays (its claim refuses it)");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    return Outcome::Refused {
+                        rule: Rule::ExpectedCertname,
+                        reason: format!("store: {e}"),
+                    };
+                }
+            }
+        }
+        if !claimed {
+            return Outcome::Refused {
+                rule: Rule::ExpectedCertname,
+                reason: "already claimed: signed before, or by a concurrent request on another CA"
+                    .into(),
+            };
+        }
+    }
+    Outcome::Signed { detail }
 }

@@ -33,6 +33,10 @@ pub enum AutosignError {
     ExpectedCertname { path: String, source: io::Error },
     #[error("certname {reason}")]
     InvalidCertname { certname: String, reason: String },
+    /// The expected-certnames store did not answer as it should (the launcher's side; the
+    /// policy refuses instead).
+    #[error("expected-certnames store: {0}")]
+    Store(String),
 }
 
 impl AutosignError {
@@ -44,6 +48,7 @@ impl AutosignError {
             | AutosignError::InvalidCsr { .. } => "csr",
             AutosignError::ExpectedCertname { .. } => "expected_certname",
             AutosignError::InvalidCertname { .. } => "certname",
+            AutosignError::Store(_) => "expected_certname",
             _ => "policy",
         }
     }

@@ -42,18 +42,20 @@ pub fn expired_at(path: &Path, now: SystemTime) -> Result<Option<String>, std::i
             std::io::ErrorKind::InvalidData => Ok(0),
             _ => Err(e),
         })?;
-    let Some(value) = text
+    Ok(expired_in(&text, now))
+}
+
+/// [`expired_at`] for an expectation's text (an S3 object's body).
+pub fn expired_in(text: &str, now: SystemTime) -> Option<String> {
+    let value = text
         .lines()
         .find_map(|l| l.trim().strip_prefix(EXPIRES))
-        .map(str::trim)
-    else {
-        return Ok(None);
-    };
-    Ok(match humantime::parse_rfc3339(value) {
+        .map(str::trim)?;
+    match humantime::parse_rfc3339(value) {
         Ok(t) if t > now => None,
         Ok(_) => Some(value.to_owned()),
         Err(_) => Some(format!("{value:?} (not an RFC 3339 time)")),
-    })
+    }
 }
 
 fn expected_dir(rules: &Rules, policy_path: &str) -> Result<PathBuf, AutosignError> {
@@ -82,10 +84,23 @@ pub fn expect(
     certname: &str,
     ttl: Option<Duration>,
     now: SystemTime,
-) -> Result<PathBuf, AutosignError> {
+) -> Result<String, AutosignError> {
+    let text = expectation_text(ttl.map(|ttl| now + ttl));
+    if let Some(store) = &rules.expected_s3 {
+        values::plain_file_name(certname).map_err(|reason| AutosignError::InvalidCertname {
+            certname: certname.to_owned(),
+            reason,
+        })?;
+        // A launcher that expects a name again (a rebuilt instance) also takes back the claim
+        // of the earlier signing, which would refuse the new request as a replay.
+        store
+            .delete(&format!("{}{certname}", super::s3::CLAIMED))
+            .and_then(|()| store.put(certname, text.as_bytes(), false))
+            .map_err(|e| AutosignError::Store(e.to_string()))?;
+        return Ok(format!("{}{certname}", store.describe()));
+    }
     let dir = expected_dir(rules, policy_path)?;
     let path = file_for(&dir, certname)?;
-    let text = expectation_text(ttl.map(|ttl| now + ttl));
     let target = path.to_string_lossy().into_owned();
     let meta = std::fs::metadata(&dir).map_err(|source| AutosignError::ExpectedCertname {
         path: dir.display().to_string(),
@@ -99,11 +114,21 @@ pub fn expect(
             path: target.clone(),
             source: std::io::Error::other(e.to_string()),
         })?;
-    Ok(path)
+    Ok(path.display().to_string())
 }
 
 /// Removes the expectation for `certname`; `false` when there was none.
 pub fn forget(rules: &Rules, policy_path: &str, certname: &str) -> Result<bool, AutosignError> {
+    if let Some(store) = &rules.expected_s3 {
+        values::plain_file_name(certname).map_err(|reason| AutosignError::InvalidCertname {
+            certname: certname.to_owned(),
+            reason,
+        })?;
+        let store_error = |e: super::s3::StoreError| AutosignError::Store(e.to_string());
+        let existed = store.get(certname).map_err(store_error)?.is_some();
+        store.delete(certname).map_err(store_error)?;
+        return Ok(existed);
+    }
     let dir = expected_dir(rules, policy_path)?;
     let path = file_for(&dir, certname)?;
     match std::fs::remove_file(&path) {

@@ -22,6 +22,7 @@ mod decide;
 mod error;
 mod expect;
 mod policy;
+mod s3;
 
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};

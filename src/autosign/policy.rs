@@ -65,6 +65,19 @@ pub struct Policy {
     /// removed when the request is signed, so each one signs once. The puppet user must be able
     /// to remove files there; others must not be able to write there.
     pub expected_certnames_dir: Option<String>,
+    /// Expected certnames kept by the launchers: an absolute directory (as
+    /// `expected_certnames_dir`), or `s3://bucket/prefix/`, one object per expected certname
+    /// (or instance id), claimed once across CA replicas by a conditional write of
+    /// `prefix/claimed/NAME` (docs/autosign.md). Not both this and `expected_certnames_dir`.
+    pub expected_certnames: Option<String>,
+    /// The S3 endpoint (S3-compatible stores; path-style requests). Default:
+    /// `AWS_ENDPOINT_URL_S3`, then `AWS_ENDPOINT_URL`, then AWS's regional endpoint.
+    pub s3_endpoint: Option<String>,
+    /// The bucket's region. Default: `AWS_REGION`, then `AWS_DEFAULT_REGION`, then us-east-1.
+    pub s3_region: Option<String>,
+    /// Seconds one request to the store may take (default 5, at most 30): a store that is down
+    /// or slow refuses the request well before puppetserver gives up on the policy.
+    pub store_timeout_secs: Option<u64>,
     /// A regular expression (Rust `regex` syntax) that the whole certname must match, e.g.
     /// `i-[0-9a-f]+\.web\.example\.org`. Alone it is as weak as puppet's autosign.conf globs:
     /// anyone who can reach the CA chooses their certname.
@@ -94,6 +107,7 @@ pub struct Rules {
     pub(super) accept_pp_preshared_key: bool,
     pub(super) pattern: Option<Regex>,
     pub(super) expected_dir: Option<PathBuf>,
+    pub(super) expected_s3: Option<std::sync::Arc<super::s3::S3Store>>,
 }
 
 impl fmt::Debug for Rules {
@@ -103,6 +117,7 @@ impl fmt::Debug for Rules {
             .field("accept_pp_preshared_key", &self.accept_pp_preshared_key)
             .field("pattern", &self.pattern.as_ref().map(Regex::as_str))
             .field("expected_dir", &self.expected_dir)
+            .field("expected_s3", &self.expected_s3)
             .finish()
     }
 }
@@ -126,10 +141,48 @@ impl Rules {
             })?),
             None => None,
         };
-        let expected_dir = match &policy.expected_certnames_dir {
+        let invalid = |problem: String| AutosignError::InvalidPolicy {
+            path: policy_path.to_owned(),
+            problems: vec![problem],
+        };
+        let (dir, s3) = match (&policy.expected_certnames_dir, &policy.expected_certnames) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "expected_certnames and expected_certnames_dir: give one".into(),
+                ));
+            }
+            (Some(dir), None) => (Some(dir.clone()), None),
+            (None, Some(url)) if url.starts_with("s3://") => (None, Some(url.clone())),
+            (None, Some(dir)) => (Some(dir.clone()), None),
+            (None, None) => (None, None),
+        };
+        let expected_dir = match dir {
             Some(dir) => {
-                check_expected_dir(Path::new(dir))?;
+                check_expected_dir(Path::new(&dir))?;
                 Some(PathBuf::from(dir))
+            }
+            None => None,
+        };
+        let expected_s3 = match s3 {
+            Some(url) => {
+                let location = super::s3::S3Location::parse(&url)
+                    .map_err(|e| invalid(format!("expected_certnames: {e}")))?;
+                let timeout = policy.store_timeout_secs.unwrap_or(5);
+                if !(1..=30).contains(&timeout) {
+                    return Err(invalid(format!(
+                        "store_timeout_secs: {timeout} is not between 1 and 30"
+                    )));
+                }
+                let endpoint = super::s3::Endpoint {
+                    url: policy.s3_endpoint.clone(),
+                    region: policy.s3_region.clone(),
+                };
+                Some(std::sync::Arc::new(super::s3::S3Store::new(
+                    location,
+                    &endpoint,
+                    std::time::Duration::from_secs(timeout),
+                    policy_path,
+                )?))
             }
             None => None,
         };
@@ -138,12 +191,16 @@ impl Rules {
             accept_pp_preshared_key: policy.accept_pp_preshared_key.unwrap_or(true),
             pattern,
             expected_dir,
+            expected_s3,
         })
     }
 
     /// Whether the policy configures any rule besides CN == certname.
     pub fn has_rules(&self) -> bool {
-        self.key_digests.is_some() || self.pattern.is_some() || self.expected_dir.is_some()
+        self.key_digests.is_some()
+            || self.pattern.is_some()
+            || self.expected_dir.is_some()
+            || self.expected_s3.is_some()
     }
 }
 
@@ -298,10 +355,19 @@ pub fn parse_policy(text: &str, path: &str) -> Result<Policy, AutosignError> {
             ));
         }
     }
-    for key in ["preshared_keys_file", "expected_certnames_dir"] {
+    let expected_dir = policy
+        .expected_certnames
+        .as_deref()
+        .filter(|v| !v.starts_with("s3://"));
+    for key in [
+        "preshared_keys_file",
+        "expected_certnames_dir",
+        "expected_certnames",
+    ] {
         let value = match key {
             "preshared_keys_file" => policy.preshared_keys_file.as_deref(),
-            _ => policy.expected_certnames_dir.as_deref(),
+            "expected_certnames_dir" => policy.expected_certnames_dir.as_deref(),
+            _ => expected_dir,
         };
         if let Some(value) = value {
             let check = values::single_line(value).and_then(|()| {

@@ -156,7 +156,7 @@ fn right_key_as_challenge_password_signs() {
         &csr(fixture!("challenge-ok")),
     )
     .unwrap();
-    let Decision::Sign { claims, detail } = decision else {
+    let Decision::Sign { claims, detail, .. } = decision else {
         panic!("{decision:?}");
     };
     assert!(claims.is_empty());
@@ -354,6 +354,7 @@ fn expected_certnames_are_used_once() {
     assert_eq!(
         decision,
         Decision::Sign {
+            store_claims: Vec::new(),
             claims: vec![dir.join("i-0abc")],
             detail:
                 "cn, csr_signature, preshared_key (challengePassword), expected_certname (i-0abc)"
@@ -384,6 +385,7 @@ fn expected_certnames_are_used_once() {
 fn a_claim_lost_to_a_concurrent_request_refuses() {
     let tmp = tempfile::tempdir().unwrap();
     let decision = Decision::Sign {
+        store_claims: Vec::new(),
         claims: vec![tmp.path().join("i-0abc")],
         detail: String::new(),
     };

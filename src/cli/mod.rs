@@ -103,7 +103,7 @@ fn autosign_launcher(cli_config: Option<&Path>, launcher: &args::AutosignLaunche
             ttl.map(Into::into),
             std::time::SystemTime::now(),
         )
-        .map(|path| (0, format!("expected: {}", path.display()))),
+        .map(|place| (0, format!("expected: {place}"))),
         args::AutosignLauncher::Forget { .. } => {
             autosign::forget(&rules, &shown, certname).map(|removed| match removed {
                 true => (0, format!("forgotten: {certname}")),

@@ -1,0 +1,272 @@
+//! The S3 store of expected certnames against a real S3 API server on 127.0.0.1 (moto's
+//! server, from PyPI, installed by scripts/test.sh into the e2e cache): the launcher's
+//! `cloudcfg autosign expect`, the policy signing once, a replay, an expired expectation, two
+//! CA runs racing for one expectation, and a store that is stopped (issue 17, item 1).
+
+mod support;
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cloudcfg");
+const BUCKET: &str = "ca-expect";
+const CERTNAME: &str = "i-0abc.test.example";
+
+fn moto_server() -> Option<PathBuf> {
+    let path = std::env::var_os("CLOUDCFG_MOTO_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| support::root::cache_dir().join("moto-venv/bin/moto_server"));
+    path.exists().then_some(path)
+}
+
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Moto {
+    fn start(server: &Path) -> Moto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server runs");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Moto { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates the bucket with boto3 (moto's own dependency), as an operator would.
+    fn create_bucket(&self, server: &Path) {
+        let python = server.with_file_name("python");
+        let out = Command::new(python)
+            .args([
+                "-c",
+                &format!(
+                    "import boto3; boto3.client('s3', endpoint_url='{}', region_name='us-east-1', \
+                     aws_access_key_id='testing', aws_secret_access_key='testing')\
+                     .create_bucket(Bucket='{BUCKET}')",
+                    self.url()
+                ),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Puts an object directly, as another CA replica's claim would.
+    fn put(&self, server: &Path, key: &str) {
+        let python = server.with_file_name("python");
+        let out = Command::new(python)
+            .args([
+                "-c",
+                &format!(
+                    "import boto3; boto3.client('s3', endpoint_url='{}', region_name='us-east-1', \
+                     aws_access_key_id='testing', aws_secret_access_key='testing')\
+                     .put_object(Bucket='{BUCKET}', Key='{key}', Body=b'claimed')",
+                    self.url()
+                ),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn csr() -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/autosign/challenge-ok.pem"),
+    )
+    .unwrap()
+}
+
+struct Ca {
+    policy: PathBuf,
+    home: tempfile::TempDir,
+    endpoint: String,
+}
+
+impl Ca {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", self.home.path())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL_S3", &self.endpoint)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    fn launcher(&self, args: &[&str]) -> Output {
+        let mut all = vec!["autosign"];
+        all.extend_from_slice(args);
+        all.extend(["--policy", self.policy.to_str().unwrap()]);
+        let out = self.command(&all).output().unwrap();
+        eprintln!(
+            "{args:?} -> {:?}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn spawn_decision(&self) -> Child {
+        let mut child = self
+            .command(&[
+                "autosign",
+                "--policy",
+                self.policy.to_str().unwrap(),
+                CERTNAME,
+            ])
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&csr()).unwrap();
+        child
+    }
+
+    fn decide(&self) -> (i32, String) {
+        let out = self.spawn_decision().wait_with_output().unwrap();
+        let line = String::from_utf8_lossy(&out.stderr).into_owned();
+        eprintln!("decide -> {:?}: {line}", out.status);
+        (out.status.code().unwrap_or(-1), line)
+    }
+}
+
+#[test]
+fn an_s3_store_of_expected_certnames_signs_once_across_ca_replicas_and_fails_closed() {
+    const TEST: &str = "autosign_s3::an_s3_store_of_expected_certnames_signs_once_across_ca_replicas_and_fails_closed";
+    let Some(server) = moto_server() else {
+        support::root::skip(
+            TEST,
+            "no moto_server (scripts/test.sh installs moto[server] from PyPI into the e2e cache)",
+        );
+        return;
+    };
+    let mut moto = Moto::start(&server);
+    moto.create_bucket(&server);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("autosign.yaml");
+    std::fs::write(
+        &policy,
+        format!("expected_certnames: s3://{BUCKET}/fleet/\nstore_timeout_secs: 3\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let ca = Ca {
+        policy,
+        home: tempfile::tempdir().unwrap(),
+        endpoint: moto.url(),
+    };
+
+    // Nothing expected: refused, by name.
+    let (code, line) = ca.decide();
+    assert_eq!(code, 1, "{line}");
+    assert!(
+        line.contains("rule=expected_certname result=refused") && line.contains("no object"),
+        "{line}"
+    );
+
+    // The launcher expects the instance id; its request signs once, its replay is refused.
+    assert_eq!(
+        ca.launcher(&["expect", "--ttl", "1h", "i-0abc"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let (code, line) = ca.decide();
+    assert_eq!(code, 0, "{line}");
+    assert!(line.contains("result=signed"), "{line}");
+    let (code, line) = ca.decide();
+    assert_eq!(code, 1, "a replay: {line}");
+
+    // Past its TTL an expectation is refused, and the line says so.
+    assert_eq!(
+        ca.launcher(&["expect", "--ttl", "0s", CERTNAME])
+            .status
+            .code(),
+        Some(0)
+    );
+    let (code, line) = ca.decide();
+    assert_eq!(code, 1, "{line}");
+    assert!(line.contains("expired at"), "{line}");
+    assert_eq!(ca.launcher(&["forget", CERTNAME]).status.code(), Some(0));
+    assert_eq!(ca.launcher(&["forget", CERTNAME]).status.code(), Some(1));
+
+    // Another replica claimed the expectation between this one's read and its claim: the
+    // conditional write (If-None-Match: *) fails, and this one refuses.
+    assert_eq!(ca.launcher(&["expect", "i-0abc"]).status.code(), Some(0));
+    moto.put(&server, "fleet/claimed/i-0abc");
+    let (code, line) = ca.decide();
+    assert_eq!(code, 1, "{line}");
+    assert!(line.contains("already claimed"), "{line}");
+    assert_eq!(ca.launcher(&["forget", "i-0abc"]).status.code(), Some(0));
+
+    // Two CA replicas decide on one expectation at once: exactly one signs.
+    assert_eq!(ca.launcher(&["expect", "i-0abc"]).status.code(), Some(0));
+    let racers: Vec<Child> = (0..2).map(|_| ca.spawn_decision()).collect();
+    let codes: Vec<i32> = racers
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap().status.code().unwrap_or(-1))
+        .collect();
+    let mut sorted = codes.clone();
+    sorted.sort();
+    assert_eq!(sorted, [0, 1], "one signs, one is refused: {codes:?}");
+
+    // Bad input never becomes an S3 key.
+    assert_eq!(
+        ca.launcher(&["expect", "../fleet/x"]).status.code(),
+        Some(2)
+    );
+
+    // A store that is stopped refuses (fails closed), naming the store.
+    assert_eq!(ca.launcher(&["expect", "i-0abc"]).status.code(), Some(0));
+    moto.stop();
+    let (code, line) = ca.decide();
+    assert_eq!(code, 1, "{line}");
+    assert!(line.contains("store:") && line.contains(BUCKET), "{line}");
+    assert!(
+        !line.contains("testing"),
+        "no credentials in the line: {line}"
+    );
+}
