@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use support::http::{self, Response};
+
 const BIN: &str = env!("CARGO_BIN_EXE_cloudcfg");
 const BUCKET: &str = "ca-expect";
 const CERTNAME: &str = "i-0abc.test.example";
@@ -119,6 +121,8 @@ struct Ca {
     policy: PathBuf,
     home: tempfile::TempDir,
     endpoint: String,
+    /// Credentials from this instance metadata service instead of the environment.
+    imds: Option<String>,
 }
 
 impl Ca {
@@ -128,10 +132,14 @@ impl Ca {
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
             .env("HOME", self.home.path())
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ENDPOINT_URL_S3", &self.endpoint)
+            .env("AWS_REGION", "us-east-1");
+        match &self.imds {
+            Some(imds) => cmd.env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds),
+            None => cmd
+                .env("AWS_ACCESS_KEY_ID", "testing")
+                .env("AWS_SECRET_ACCESS_KEY", "testing"),
+        };
+        cmd.env("AWS_ENDPOINT_URL_S3", &self.endpoint)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -197,6 +205,7 @@ fn an_s3_store_of_expected_certnames_signs_once_across_ca_replicas_and_fails_clo
         policy,
         home: tempfile::tempdir().unwrap(),
         endpoint: moto.url(),
+        imds: None,
     };
 
     // Nothing expected: refused, by name.
@@ -268,5 +277,72 @@ fn an_s3_store_of_expected_certnames_signs_once_across_ca_replicas_and_fails_clo
     assert!(
         !line.contains("testing"),
         "no credentials in the line: {line}"
+    );
+}
+
+/// The CA host's instance profile: credentials through IMDSv2 (a token first, then the role
+/// and its credentials, each asked with the token), from an instance metadata service on
+/// 127.0.0.1 (AWS_EC2_METADATA_SERVICE_ENDPOINT, as the SDKs read it).
+#[test]
+fn the_ca_hosts_instance_profile_supplies_the_credentials_through_imdsv2() {
+    const TEST: &str =
+        "autosign_s3::the_ca_hosts_instance_profile_supplies_the_credentials_through_imdsv2";
+    let Some(server) = moto_server() else {
+        support::root::skip(TEST, "no moto_server (scripts/test.sh installs it)");
+        return;
+    };
+    let moto = Moto::start(&server);
+    moto.create_bucket(&server);
+    let imds = http::serve(|r: &http::Request| {
+        let token_ok = r.header("x-aws-ec2-metadata-token") == Some("imds-token");
+        match (r.method.as_str(), r.path.as_str()) {
+            ("PUT", "/latest/api/token")
+                if r.header("x-aws-ec2-metadata-token-ttl-seconds").is_some() =>
+            {
+                Response::ok("imds-token")
+            }
+            ("GET", "/latest/meta-data/iam/security-credentials/") if token_ok => {
+                Response::ok("ca-role\n")
+            }
+            ("GET", "/latest/meta-data/iam/security-credentials/ca-role") if token_ok => {
+                Response::ok(
+                    r#"{"Code": "Success", "AccessKeyId": "ASIATESTING", "SecretAccessKey": "testing", "Token": "session-token", "Expiration": "2099-01-01T00:00:00Z"}"#,
+                )
+            }
+            _ => Response::status(401),
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("autosign.yaml");
+    std::fs::write(
+        &policy,
+        format!("expected_certnames: s3://{BUCKET}/profile/\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let ca = Ca {
+        policy,
+        home: tempfile::tempdir().unwrap(),
+        endpoint: moto.url(),
+        imds: Some(imds.url()),
+    };
+    assert_eq!(ca.launcher(&["expect", "i-0abc"]).status.code(), Some(0));
+    let (code, line) = ca.decide();
+    assert_eq!(code, 0, "{line}");
+    let requests = imds.requests();
+    assert!(
+        requests.iter().any(|r| r.method == "PUT"),
+        "a token was asked for"
+    );
+    assert!(
+        requests
+            .iter()
+            .filter(|r| r.method == "GET")
+            .all(|r| r.header("x-aws-ec2-metadata-token") == Some("imds-token")),
+        "every read carries the token (IMDSv2)"
+    );
+    assert!(
+        !line.contains("session-token") && !line.contains("ASIATESTING"),
+        "{line}"
     );
 }

@@ -108,8 +108,86 @@ fn env(name: &str) -> Option<String> {
 /// The credentials of the usual chain: the environment (`AWS_ACCESS_KEY_ID`,
 /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), then the shared credentials file
 /// (`AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials`; profile `AWS_PROFILE`, else
-/// `default`).
-fn credentials() -> Result<Credentials, String> {
+/// `default`), then the CA host's instance profile through IMDSv2.
+fn credentials(deadline: Duration) -> Result<Credentials, String> {
+    match file_or_env_credentials() {
+        Ok(c) => Ok(c),
+        Err(none) => instance_profile(deadline).map_err(|e| format!("{none}; {e}")),
+    }
+}
+
+/// The instance profile's temporary credentials, as the AWS SDKs fetch them: an IMDSv2 token,
+/// the role's name, its credentials (`AWS_EC2_METADATA_SERVICE_ENDPOINT` overrides the
+/// address, as for the SDKs; `AWS_EC2_METADATA_DISABLED=true` skips it).
+fn instance_profile(deadline: Duration) -> Result<Credentials, String> {
+    if env("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        return Err("the instance profile is disabled (AWS_EC2_METADATA_DISABLED)".into());
+    }
+    let base =
+        env("AWS_EC2_METADATA_SERVICE_ENDPOINT").unwrap_or_else(|| "http://169.254.169.254".into());
+    let base = base.trim_end_matches('/');
+    // Off EC2 nothing answers: give up fast, within the policy's deadline.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(deadline.min(Duration::from_secs(2))))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let fail = |what: &str, e: &dyn std::fmt::Display| format!("instance profile ({what}): {e}");
+    let read = |mut r: ureq::http::Response<ureq::Body>, what: &str| -> Result<String, String> {
+        match r.status().as_u16() {
+            200 => r
+                .body_mut()
+                .with_config()
+                .limit(MAX_OBJECT_BYTES)
+                .read_to_string()
+                .map_err(|e| fail(what, &e)),
+            status => Err(fail(what, &format!("HTTP {status}"))),
+        }
+    };
+    let token = agent
+        .put(format!("{base}/latest/api/token"))
+        .header("x-aws-ec2-metadata-token-ttl-seconds", "60")
+        .send_empty()
+        .map_err(|e| fail("token", &e))
+        .and_then(|r| read(r, "token"))?;
+    let get = |path: &str, what: &str| {
+        agent
+            .get(format!(
+                "{base}/latest/meta-data/iam/security-credentials/{path}"
+            ))
+            .header("x-aws-ec2-metadata-token", token.trim())
+            .call()
+            .map_err(|e| fail(what, &e))
+            .and_then(|r| read(r, what))
+    };
+    let role = get("", "role")?;
+    let role = role.lines().next().unwrap_or("").trim().to_owned();
+    if role.is_empty()
+        || !role
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+    {
+        return Err(fail("role", &format!("{role:?} is not a role name")));
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&get(&role, "credentials")?).map_err(|e| fail("credentials", &e))?;
+    let field = |name: &str| json.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+    match (
+        field("AccessKeyId"),
+        field("SecretAccessKey"),
+        field("Token"),
+    ) {
+        (Some(key), Some(secret), Some(token)) => {
+            Ok(Credentials::new_with_token(key, secret, token))
+        }
+        _ => Err(fail(
+            "credentials",
+            &"no AccessKeyId, SecretAccessKey and Token",
+        )),
+    }
+}
+
+fn file_or_env_credentials() -> Result<Credentials, String> {
     if let (Some(key), Some(secret)) = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
         return Ok(match env("AWS_SESSION_TOKEN") {
             Some(token) => Credentials::new_with_token(key, secret, token),
@@ -196,7 +274,7 @@ impl S3Store {
         }
         let bucket = Bucket::new(url, style, location.bucket.clone(), region)
             .map_err(|e| invalid(format!("S3 bucket {}: {e}", location.bucket)))?;
-        let credentials = credentials().map_err(invalid)?;
+        let credentials = credentials(deadline).map_err(invalid)?;
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(deadline))
             .http_status_as_error(false)
