@@ -9,106 +9,12 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use support::http::{self, Response};
+use support::moto::{BUCKET, Moto, moto_server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cloudcfg");
-const BUCKET: &str = "ca-expect";
 const CERTNAME: &str = "i-0abc.test.example";
-
-fn moto_server() -> Option<PathBuf> {
-    let path = std::env::var_os("CLOUDCFG_MOTO_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| support::root::cache_dir().join("moto-venv/bin/moto_server"));
-    path.exists().then_some(path)
-}
-
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Moto {
-    fn start(server: &Path) -> Moto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server runs");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Moto { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Creates the bucket with boto3 (moto's own dependency), as an operator would.
-    fn create_bucket(&self, server: &Path) {
-        let python = server.with_file_name("python");
-        let out = Command::new(python)
-            .args([
-                "-c",
-                &format!(
-                    "import boto3; boto3.client('s3', endpoint_url='{}', region_name='us-east-1', \
-                     aws_access_key_id='testing', aws_secret_access_key='testing')\
-                     .create_bucket(Bucket='{BUCKET}')",
-                    self.url()
-                ),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// Puts an object directly, as another CA replica's claim would.
-    fn put(&self, server: &Path, key: &str) {
-        let python = server.with_file_name("python");
-        let out = Command::new(python)
-            .args([
-                "-c",
-                &format!(
-                    "import boto3; boto3.client('s3', endpoint_url='{}', region_name='us-east-1', \
-                     aws_access_key_id='testing', aws_secret_access_key='testing')\
-                     .put_object(Bucket='{BUCKET}', Key='{key}', Body=b'claimed')",
-                    self.url()
-                ),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 fn csr() -> Vec<u8> {
     std::fs::read(
