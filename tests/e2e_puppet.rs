@@ -832,6 +832,103 @@ fn puppet_first_boot_against_debian_puppetserver() {
     );
     drop(a);
 
+    // --- the expected certnames in S3 (moto on 127.0.0.1): the launcher expects the instance
+    // id with `cloudcfg autosign expect`, puppetserver's policy run signs the agent's request,
+    // a second request of that instance id is refused. The policy process finds its
+    // credentials in the server user's shared credentials file (HOME is the server's var/).
+    let Some(moto_bin) = support::moto::moto_server() else {
+        root::skip(
+            &format!("{TEST} (S3 store)"),
+            "no moto_server (scripts/test.sh installs it)",
+        );
+        return;
+    };
+    let moto = support::moto::Moto::start(&moto_bin);
+    moto.create_bucket(&moto_bin);
+    let aws = server.dir.dir.join("var/.aws");
+    std::fs::create_dir_all(&aws).unwrap();
+    std::fs::write(
+        aws.join("credentials"),
+        "[default]\naws_access_key_id = e2e\naws_secret_access_key = e2e-secret\n",
+    )
+    .unwrap();
+    let puppet_uid = std::fs::metadata(server.dir.dir.join("var")).unwrap().uid();
+    for path in [aws.clone(), aws.join("credentials")] {
+        std::os::unix::fs::chown(&path, Some(puppet_uid), Some(gid)).unwrap();
+    }
+    std::fs::set_permissions(
+        aws.join("credentials"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let s3_policy = format!(
+        "# Written by tests/e2e_puppet.rs for one test run; removed afterwards.\n\
+         preshared_keys:\n  - \"{key}\"\n\
+         accept_pp_preshared_key: false\n\
+         expected_certnames: s3://{}/fleet/\n\
+         s3_endpoint: {}\n\
+         s3_region: us-east-1\n",
+        support::moto::BUCKET,
+        moto.url()
+    );
+    // The installed policy file keeps its mode and owner (0640 root:puppet).
+    std::fs::write(puppet::POLICY_PATH, s3_policy).unwrap();
+    let s3 = Case {
+        name: "s3",
+        instance_id: "i-e2e-s3",
+        fqdn: "s3.e2e.test",
+        server: "localhost",
+        key: key.clone(),
+        fresh: false,
+        debug: false,
+    };
+    let launcher = Command::new(env!("CARGO_BIN_EXE_cloudcfg"))
+        .args([
+            "autosign",
+            "expect",
+            "--ttl",
+            "30m",
+            "--policy",
+            puppet::POLICY_PATH,
+        ])
+        .arg(s3.instance_id)
+        .env("AWS_ACCESS_KEY_ID", "e2e")
+        .env("AWS_SECRET_ACCESS_KEY", "e2e-secret")
+        .output()
+        .unwrap();
+    assert!(launcher.status.success(), "{}", text(&launcher));
+    let root = new_root(&ctx, &s3);
+    let a = apply(&mut ctx, &s3, root);
+    let certname = s3.certname();
+    assert!(a.out.status.success(), "s3: apply failed");
+    assert_eq!(a.overlay.read(MARKER), format!("catalog for {certname}\n"));
+    let line = decision(&server, &certname);
+    assert!(
+        line.contains("rule=all result=signed")
+            && line.contains(&format!(
+                "i-e2e-s3 in s3://{}/fleet/",
+                support::moto::BUCKET
+            )),
+        "{line}"
+    );
+    drop(a);
+    let s3_again = Case {
+        name: "s3-again",
+        fqdn: "s3-b.e2e.test",
+        ..s3
+    };
+    let root = new_root(&ctx, &s3_again);
+    let a = apply(&mut ctx, &s3_again, root);
+    let certname = s3_again.certname();
+    assert_eq!(a.out.status.code(), Some(1));
+    let line = decision(&server, &certname);
+    assert!(
+        line.contains("rule=expected_certname result=refused"),
+        "{line}"
+    );
+    drop(a);
+    drop(moto);
+
     // --- no key in any log: server logs (decision lines included), run logs, agent output,
     // apply output, report files, plan output.
     for entry in std::fs::read_dir(server.dir.log_dir()).unwrap() {
@@ -843,9 +940,14 @@ fn puppet_first_boot_against_debian_puppetserver() {
     }
     let server_log =
         std::fs::read_to_string(server.dir.log_dir().join("puppetserver.log")).unwrap();
-    assert!(server_log.matches("cloudcfg-autosign: certname=").count() >= 5);
+    assert!(server_log.matches("cloudcfg-autosign: certname=").count() >= 7);
     for (what, content) in &ctx.outputs {
-        for (name, secret) in [("key", &key), ("wrong key", &wrong_key)] {
+        let aws_secret = "e2e-secret".to_owned();
+        for (name, secret) in [
+            ("key", &key),
+            ("wrong key", &wrong_key),
+            ("S3 secret key", &aws_secret),
+        ] {
             assert!(
                 !content.contains(secret.as_str()),
                 "the {name} is in {what}"
