@@ -459,3 +459,56 @@ fn clean_makes_the_next_boot_a_first_boot_and_keeps_the_images_scripts() {
     let out = cloudcfg(&["clean", "--root", missing.to_str().unwrap()], None);
     assert_eq!(code(&out), 2);
 }
+
+#[test]
+fn a_key_apt_3_refuses_is_an_error_at_its_position_for_a_debian_13_target_and_nothing_is_written() {
+    let key = include_str!("compat/keys/weak-rsa1024.asc");
+    let indented: String = key.lines().map(|l| format!("        {l}\n")).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let ud = dir.path().join("weak.yaml");
+    std::fs::write(
+        &ud,
+        format!(
+            "#cloud-config\napt:\n  sources:\n    old:\n      source: \"deb http://old.example.org/debian trixie main\"\n      key: |\n{indented}"
+        ),
+    )
+    .unwrap();
+    let ud = ud.to_str().unwrap();
+    // Offline, the target is unknown: a warning that names the key and the reason.
+    let out = cloudcfg(&["validate", ud], None);
+    assert_eq!(code(&out), 0);
+    let err = stdout(&out) + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(":7:9: warning: apt.sources.old.key: apt 3 (sqv) refuses key"),
+        "{err}"
+    );
+    // For Debian 13 it is an error at the key, and apply writes nothing.
+    let root = tempfile::tempdir().unwrap();
+    for command in ["plan", "apply"] {
+        let mut args = vec![
+            command,
+            "--user-data",
+            ud,
+            "--instance-id",
+            "i-1",
+            "--release",
+            "trixie",
+        ];
+        if command == "apply" {
+            args.extend(["--root", root.path().to_str().unwrap()]);
+        }
+        let out = cloudcfg(&args, None);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(code(&out), 1, "{command}: {err}");
+        assert!(
+            err.contains("weak.yaml:7:9: error: apt.sources.old.key: apt 3 (sqv) refuses key")
+                && err.contains("RSA with 1024 bits"),
+            "{command}: {err}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(root.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
+}

@@ -10,7 +10,6 @@ use crate::action::{Facts, Stage};
 use crate::config::{self, Loaded};
 use crate::datasource::{self, Host, InstanceData};
 use crate::decode::Limits;
-use crate::plan;
 use crate::system::SystemConfig;
 use crate::target::{self, FactArgs};
 
@@ -37,6 +36,7 @@ pub fn apply_command(
         system: &system,
         root,
         loaded: &loaded,
+        name: display_name(user_data),
         user_data: bytes,
         facts,
         datasource: "none",
@@ -60,6 +60,8 @@ struct Applying<'a> {
     system: &'a SystemConfig,
     root: Option<&'a Path>,
     loaded: &'a Loaded,
+    /// What the user data is called in diagnostics: its file, or the datasource.
+    name: &'a str,
     /// The raw bytes, kept in the instance's state directory.
     user_data: Vec<u8>,
     facts: Facts,
@@ -82,8 +84,7 @@ fn apply_loaded(a: Applying<'_>) -> Result<u8, CliError> {
             "per-instance state needs the instance id (the target's machine-id is empty)",
         )?
         .to_owned();
-    let config = a.loaded.config.clone().unwrap_or_default();
-    let plan = plan::plan(&config, facts, a.system)?;
+    let plan = super::check::plan_for(a.loaded, a.name, facts, a.system)?;
     for (path, message) in a.loaded.warnings() {
         eprintln!(
             "cloudcfg: warning: {}",
@@ -278,9 +279,10 @@ fn boot(
         system: &system,
         root,
         loaded: &loaded,
+        name,
         user_data: bytes,
         facts,
-        datasource: name,
+        datasource: &name,
         instance_data,
         force: false,
         run_scripts: false,

@@ -77,6 +77,31 @@ pub fn check_loaded(name: &str, bytes: &[u8]) -> Result<Loaded, CliError> {
     Ok(loaded)
 }
 
+/// The plan of `loaded` for this target. A value the target cannot take (an apt 3 target and
+/// a key apt 3 refuses) is invalid user data here: a diagnostic at its position, exit 1.
+pub fn plan_for(
+    loaded: &Loaded,
+    name: &str,
+    facts: &crate::action::Facts,
+    system: &crate::system::SystemConfig,
+) -> Result<crate::action::Plan, CliError> {
+    let nothing_to_do = CloudConfig::default();
+    let config = loaded.config.as_ref().unwrap_or(&nothing_to_do);
+    match plan::plan(config, facts, system) {
+        Ok(plan) => Ok(plan),
+        Err(crate::action::PlanError::Unsupported { path, reason }) => {
+            let pos = loaded.position_of(&path).unwrap_or_default();
+            let mut report = crate::diag::Report::default();
+            report.push(crate::diag::Diagnostic::error(pos, path, reason));
+            eprint!("{}", report.render_text(name));
+            Err(CliError::InvalidConfig {
+                file: name.to_owned(),
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub fn plan_command(
     cli_config: Option<&Path>,
     user_data: &str,
@@ -88,12 +113,7 @@ pub fn plan_command(
     let system = system_config(cli_config)?;
     let loaded = load_valid(user_data)?;
     let facts = target::resolve(fact_args, root.unwrap_or(Path::new("/")))?;
-    let nothing_to_do = CloudConfig::default();
-    let mut plan = plan::plan(
-        loaded.config.as_ref().unwrap_or(&nothing_to_do),
-        &facts,
-        &system,
-    )?;
+    let mut plan = plan_for(&loaded, display_name(user_data), &facts, &system)?;
     if root.is_some() {
         let mut running: Vec<&str> = plan
             .actions

@@ -22,9 +22,17 @@ pub struct Loaded {
     /// it is `Some(CloudConfig::default())`.
     pub config: Option<CloudConfig>,
     pub report: Report,
+    /// Where each typed path of the document is, for findings made later (a plan that cannot
+    /// be made for the target).
+    pub positions: Option<std::rc::Rc<Context>>,
 }
 
 impl Loaded {
+    /// The position of a config path (`apt.sources.old.key`), when the document has it.
+    pub fn position_of(&self, path: &str) -> Option<crate::decode::yaml::Pos> {
+        self.positions.as_ref().and_then(|ctx| ctx.pos(path))
+    }
+
     pub fn is_valid(&self) -> bool {
         self.config.is_some() && !self.report.has_errors()
     }
@@ -142,6 +150,7 @@ pub fn load(bytes: &[u8], limits: &Limits) -> Loaded {
                 user_data: UserData::default(),
                 config: None,
                 report,
+                positions: None,
             };
         }
     };
@@ -172,6 +181,7 @@ pub fn load(bytes: &[u8], limits: &Limits) -> Loaded {
             user_data,
             config: Some(config),
             report,
+            positions: None,
         };
     };
     let ctx = Context::new();
@@ -216,6 +226,7 @@ pub fn load(bytes: &[u8], limits: &Limits) -> Loaded {
         user_data,
         config,
         report,
+        positions: Some(std::rc::Rc::new(ctx)),
     }
 }
 
