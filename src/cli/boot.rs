@@ -282,7 +282,7 @@ fn boot(
         name,
         user_data: bytes,
         facts,
-        datasource: &name,
+        datasource: name,
         instance_data,
         force: false,
         run_scripts: false,
