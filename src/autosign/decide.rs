@@ -117,8 +117,9 @@ impl std::fmt::Debug for StoreClaim {
     }
 }
 
-/// Applies the rules to a request. Only the expected-certname rule looks at the file system
-/// (read-only; [`claim`] removes the files after a signing decision).
+/// Applies the rules to a request. Only the expected-certname rule looks outside the request:
+/// at its directory or its S3 store, read-only ([`claim`] removes the files, or claims the
+/// objects, after a signing decision).
 pub fn decide(rules: &Rules, certname: &str, csr: &Csr) -> Result<Decision, AutosignError> {
     if !rules.has_rules() {
         return Ok(refuse(Rule::Policy, "policy has no rules"));

@@ -9,7 +9,8 @@
 //!
 //! The flow, in [`evaluate`]: read the CSR bytes (before anything can fail, so puppetserver never
 //! writes into a closed pipe) -> [`load_policy`] (permissions, strict YAML, keys file, regex) ->
-//! [`parse_csr`] -> [`decide`] -> [`claim`] the expected-certname files -> one line on stderr
+//! [`parse_csr`] -> [`decide`] -> [`claim`] the expected certnames (files, or S3 objects by a
+//! conditional write) -> one line on stderr
 //! ([`log_line`]). Everything fails closed: a policy without rules refuses everything, an
 //! unknown policy key is an error, a CSR whose signature cannot be checked is refused.
 //!
