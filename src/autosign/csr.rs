@@ -39,6 +39,10 @@ pub struct Csr {
     /// The values of every `pp_preshared_key` extension request: the string inside the DER
     /// value, or the raw bytes when the value is not one DER string.
     pub pp_preshared_keys: Vec<Vec<u8>>,
+    /// The instance identity document and its PKCS#7 signature, as the custom attributes
+    /// carry them (base64 text), when the request has them.
+    pub identity_document: Option<Vec<u8>>,
+    pub identity_signature: Option<Vec<u8>>,
     pub signature: SignatureCheck,
 }
 
@@ -98,6 +102,8 @@ pub fn parse_csr_der(der: &[u8]) -> Result<Csr, AutosignError> {
     }
     let mut challenge_passwords = Vec::new();
     let mut pp_preshared_keys = Vec::new();
+    let mut identity_document = None;
+    let mut identity_signature = None;
     for attribute in info.iter_attributes() {
         match attribute.parsed_attribute() {
             ParsedCriAttribute::ChallengePassword(password) => {
@@ -110,7 +116,18 @@ pub fn parse_csr_der(der: &[u8]) -> Result<Csr, AutosignError> {
                     }
                 }
             }
-            ParsedCriAttribute::UnsupportedAttribute => {}
+            ParsedCriAttribute::UnsupportedAttribute => {
+                // x509-parser keeps no value for attributes it does not know: the value is
+                // read from the request's own bytes, after the attribute's OID.
+                let slot = match attribute.oid.as_bytes() {
+                    super::identity::DOCUMENT_OID_DER => &mut identity_document,
+                    super::identity::SIGNATURE_OID_DER => &mut identity_signature,
+                    _ => continue,
+                };
+                if slot.is_none() {
+                    *slot = attribute_value(der, attribute.oid.as_bytes());
+                }
+            }
         }
     }
     let signature = match request.verify_signature() {
@@ -122,8 +139,24 @@ pub fn parse_csr_der(der: &[u8]) -> Result<Csr, AutosignError> {
         common_names,
         challenge_passwords,
         pp_preshared_keys,
+        identity_document,
+        identity_signature,
         signature,
     })
+}
+
+/// The string value of the attribute whose OID has the DER contents `oid`: the SET of one
+/// string that follows the OID in the request. The first such OID counts; the request's
+/// signature covers these bytes.
+fn attribute_value(der: &[u8], oid: &[u8]) -> Option<Vec<u8>> {
+    let len = u8::try_from(oid.len()).ok().filter(|l| *l < 0x80)?;
+    let mut needle = vec![0x06, len];
+    needle.extend_from_slice(oid);
+    let at = der
+        .windows(needle.len())
+        .position(|w| w == needle.as_slice())?;
+    let (_, set) = Any::from_der(&der[at + needle.len()..]).ok()?;
+    (set.tag() == Tag::Set).then(|| extension_string(set.data))
 }
 
 /// Puppet puts a DER UTF8String inside the extension's OCTET STRING; other tools may put the

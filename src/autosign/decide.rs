@@ -26,6 +26,8 @@ pub enum Rule {
     CertnamePattern,
     PresharedKey,
     ExpectedCertname,
+    /// EC2's signed instance identity (`aws_identity`).
+    AwsIdentity,
 }
 
 impl Rule {
@@ -38,6 +40,7 @@ impl Rule {
             Rule::CertnamePattern => "certname_pattern",
             Rule::PresharedKey => "preshared_key",
             Rule::ExpectedCertname => "expected_certname",
+            Rule::AwsIdentity => "aws_identity",
         }
     }
 }
@@ -56,6 +59,8 @@ pub enum Decision {
     Sign {
         claims: Vec<PathBuf>,
         store_claims: Vec<StoreClaim>,
+        /// Where the signed instance id is recorded (`aws_identity`): signing once.
+        instance_record: Option<InstanceRecord>,
         /// What held, for the decision line.
         detail: String,
     },
@@ -93,6 +98,15 @@ pub fn expected_names(certname: &str) -> Vec<&str> {
         names.push(first);
     }
     names
+}
+
+/// Where an instance id signed under `aws_identity` is recorded; the record is the claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstanceRecord {
+    /// Created with `O_EXCL` in `signed_instances_dir`.
+    File(PathBuf),
+    /// `prefix/identity-signed/ID` in the S3 store, created with `If-None-Match: *`.
+    Store(StoreClaim),
 }
 
 /// An expectation in the S3 store that a signing decision claims.
@@ -195,6 +209,59 @@ pub fn decide(rules: &Rules, certname: &str, csr: &Csr) -> Result<Decision, Auto
         };
         held.push(format!("{} ({})", Rule::PresharedKey, source.as_str()));
     }
+    let mut instance_record = None;
+    if let Some(rule) = &rules.identity {
+        let (Some(document), Some(signature)) = (&csr.identity_document, &csr.identity_signature)
+        else {
+            return Ok(refuse(
+                Rule::AwsIdentity,
+                "the CSR carries no instance identity (puppet: {attest: aws_iid} on the instance)",
+            ));
+        };
+        use base64::Engine;
+        let b64 = |what: &str, text: &[u8], limit: usize| {
+            if text.len() > limit * 2 {
+                return Err(format!("the {what} is larger than {limit} bytes"));
+            }
+            let text: Vec<u8> = text
+                .iter()
+                .copied()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect();
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|e| format!("the {what} is not base64: {e}"))
+        };
+        let checked = b64("document", document, super::identity::MAX_DOCUMENT_BYTES)
+            .and_then(|doc| {
+                b64("signature", signature, super::identity::MAX_SIGNATURE_BYTES)
+                    .map(|sig| (doc, sig))
+            })
+            .and_then(|(doc, sig)| super::identity::verify(&doc, &sig, &rule.keys));
+        let identity = match checked {
+            Ok(identity) => identity,
+            Err(reason) => return Ok(refuse(Rule::AwsIdentity, reason)),
+        };
+        let instance_id = certname.split('.').next().unwrap_or(certname);
+        if let Err(reason) = rule.check(&identity, instance_id, std::time::SystemTime::now()) {
+            return Ok(refuse(Rule::AwsIdentity, reason));
+        }
+        held.push(format!(
+            "{} ({} in {})",
+            Rule::AwsIdentity,
+            identity.instance_id,
+            identity.account_id
+        ));
+        instance_record = Some(match (&rules.signed_instances_dir, &rules.expected_s3) {
+            (Some(dir), _) => InstanceRecord::File(dir.join(&identity.instance_id)),
+            (None, Some(store)) => InstanceRecord::Store(StoreClaim {
+                store: std::sync::Arc::clone(store),
+                name: format!("identity-signed/{}", identity.instance_id),
+            }),
+            // The policy refuses to load without one of them.
+            (None, None) => return Ok(refuse(Rule::Policy, "aws_identity has no record")),
+        });
+    }
     let mut claims = Vec::new();
     if let Some(dir) = &rules.expected_dir {
         let mut found = Vec::new();
@@ -289,6 +356,7 @@ pub fn decide(rules: &Rules, certname: &str, csr: &Csr) -> Result<Decision, Auto
     Ok(Decision::Sign {
         claims,
         store_claims,
+        instance_record,
         detail: held.join(", "),
     })
 }
@@ -315,14 +383,52 @@ impl Outcome {
 /// Removes the expected-certname files of a signing decision. Removing is the claim: when two
 /// requests race, only the one whose removal succeeded signs, so each file signs once.
 pub fn claim(decision: Decision) -> Outcome {
-    let (claims, store_claims, detail) = match decision {
+    let (claims, store_claims, instance_record, detail) = match decision {
         Decision::Refuse { rule, reason } => return Outcome::Refused { rule, reason },
         Decision::Sign {
             claims,
             store_claims,
+            instance_record,
             detail,
-        } => (claims, store_claims, detail),
+        } => (claims, store_claims, instance_record, detail),
     };
+    // The instance's record first: a second request of the same instance must not use up an
+    // expectation.
+    let signed_before = || Outcome::Refused {
+        rule: Rule::AwsIdentity,
+        reason: "this instance was signed before".into(),
+    };
+    match &instance_record {
+        None => {}
+        Some(InstanceRecord::File(path)) => {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return signed_before(),
+                Err(source) => {
+                    return Outcome::Error(AutosignError::ExpectedCertname {
+                        path: path.display().to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        Some(InstanceRecord::Store(StoreClaim { store, name })) => {
+            match store.put(name, b"signed\n", true) {
+                Ok(true) => {}
+                Ok(false) => return signed_before(),
+                Err(e) => {
+                    return Outcome::Refused {
+                        rule: Rule::AwsIdentity,
+                        reason: format!("store: {e}"),
+                    };
+                }
+            }
+        }
+    }
     if !claims.is_empty() {
         let mut claimed = false;
         for path in &claims {

@@ -22,6 +22,7 @@ mod csr;
 mod decide;
 mod error;
 mod expect;
+mod identity;
 mod policy;
 mod s3;
 
@@ -33,6 +34,7 @@ pub use self::csr::*;
 pub use self::decide::*;
 pub use self::error::*;
 pub use self::expect::{expect, expectation_text, forget};
+pub use self::identity::{DOCUMENT_OID, SIGNATURE_OID};
 pub use self::policy::*;
 
 /// The name the binary answers to as puppetserver's policy executable

@@ -78,10 +78,33 @@ pub struct Policy {
     /// Seconds one request to the store may take (default 5, at most 30): a store that is down
     /// or slow refuses the request well before puppetserver gives up on the policy.
     pub store_timeout_secs: Option<u64>,
+    /// EC2's signed instance identity (instances with `puppet: {attest: aws_iid}`): the
+    /// request must carry the instance identity document and its `rsa2048` PKCS#7 signature,
+    /// verified against these certificates, for an allowed account (docs/autosign.md).
+    pub aws_identity: Option<AwsIdentityPolicy>,
     /// A regular expression (Rust `regex` syntax) that the whole certname must match, e.g.
     /// `i-[0-9a-f]+\.web\.example\.org`. Alone it is as weak as puppet's autosign.conf globs:
     /// anyone who can reach the CA chooses their certname.
     pub certname_pattern: Option<String>,
+}
+
+/// The `aws_identity` rule.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct AwsIdentityPolicy {
+    /// PEM files (absolute paths) of the certificates that sign identity documents: AWS's
+    /// published RSA certificate of each region the fleet runs in.
+    pub certificates: Vec<String>,
+    /// The AWS accounts whose instances may be signed.
+    pub accounts: Vec<String>,
+    /// Allowed regions; default any.
+    pub regions: Option<Vec<String>>,
+    /// The document's `pendingTime` may be at most this old (seconds; default 600).
+    pub max_age_secs: Option<u64>,
+    /// A directory (absolute path) that records the instance ids signed, so that each signs
+    /// once (not needed when the expected certnames are in S3: their store records them).
+    pub signed_instances_dir: Option<String>,
 }
 
 /// Where a matching key was found in the CSR.
@@ -108,6 +131,9 @@ pub struct Rules {
     pub(super) pattern: Option<Regex>,
     pub(super) expected_dir: Option<PathBuf>,
     pub(super) expected_s3: Option<std::sync::Arc<super::s3::S3Store>>,
+    pub(super) identity: Option<super::identity::IdentityRule>,
+    /// Where signed instance ids are recorded without S3.
+    pub(super) signed_instances_dir: Option<PathBuf>,
 }
 
 impl fmt::Debug for Rules {
@@ -118,6 +144,7 @@ impl fmt::Debug for Rules {
             .field("pattern", &self.pattern.as_ref().map(Regex::as_str))
             .field("expected_dir", &self.expected_dir)
             .field("expected_s3", &self.expected_s3)
+            .field("identity", &self.identity.is_some())
             .finish()
     }
 }
@@ -186,11 +213,57 @@ impl Rules {
             }
             None => None,
         };
+        let mut signed_instances_dir = None;
+        let identity = match &policy.aws_identity {
+            Some(rule) => {
+                let mut keys = Vec::new();
+                for file in &rule.certificates {
+                    let pem = std::fs::read(file).map_err(|source| AutosignError::Read {
+                        path: file.clone(),
+                        source,
+                    })?;
+                    keys.extend(
+                        super::identity::certificate_keys(&pem).map_err(|e| {
+                            invalid(format!("aws_identity.certificates: {file}: {e}"))
+                        })?,
+                    );
+                }
+                if keys.is_empty() || rule.accounts.is_empty() {
+                    return Err(invalid(
+                        "aws_identity needs certificates and accounts: without them it signs nothing"
+                            .into(),
+                    ));
+                }
+                match (&rule.signed_instances_dir, &expected_s3) {
+                    (Some(dir), _) => {
+                        check_expected_dir(Path::new(dir))?;
+                        signed_instances_dir = Some(PathBuf::from(dir));
+                    }
+                    (None, Some(_)) => {}
+                    (None, None) => {
+                        return Err(invalid(
+                            "aws_identity needs signed_instances_dir (or the S3 store) to sign \
+                             each instance once"
+                                .into(),
+                        ));
+                    }
+                }
+                Some(super::identity::IdentityRule {
+                    keys,
+                    accounts: rule.accounts.clone(),
+                    regions: rule.regions.clone(),
+                    max_age: std::time::Duration::from_secs(rule.max_age_secs.unwrap_or(600)),
+                })
+            }
+            None => None,
+        };
         Ok(Rules {
             key_digests: keys.map(|keys| keys.iter().map(|k| digest(k.as_bytes())).collect()),
             accept_pp_preshared_key: policy.accept_pp_preshared_key.unwrap_or(true),
             pattern,
             expected_dir,
+            identity,
+            signed_instances_dir,
             expected_s3,
         })
     }
@@ -201,6 +274,7 @@ impl Rules {
             || self.pattern.is_some()
             || self.expected_dir.is_some()
             || self.expected_s3.is_some()
+            || self.identity.is_some()
     }
 }
 

@@ -355,6 +355,7 @@ fn expected_certnames_are_used_once() {
         decision,
         Decision::Sign {
             store_claims: Vec::new(),
+            instance_record: None,
             claims: vec![dir.join("i-0abc")],
             detail:
                 "cn, csr_signature, preshared_key (challengePassword), expected_certname (i-0abc)"
@@ -386,6 +387,7 @@ fn a_claim_lost_to_a_concurrent_request_refuses() {
     let tmp = tempfile::tempdir().unwrap();
     let decision = Decision::Sign {
         store_claims: Vec::new(),
+        instance_record: None,
         claims: vec![tmp.path().join("i-0abc")],
         detail: String::new(),
     };
