@@ -134,6 +134,7 @@ pub fn resolve(args: &FactArgs, root: &Path) -> Result<Facts, FactsError> {
                 .iter()
                 .all(|f| root.join("etc/apt/mirrors").join(f).is_file()),
         apt_sqv: layout_from_root && root.join("usr/bin/sqv").is_file(),
+        instance_identity: None,
     })
 }
 

@@ -76,6 +76,10 @@ fn meta(path: &str) -> Option<&'static str> {
         "/latest/meta-data/public-keys/0/openssh-key" => "ssh-ed25519 AAAAC3Nz deploy",
         "/latest/meta-data/public-keys/1/openssh-key" => "ssh-ed25519 AAAAC3Nz backup",
         "/latest/user-data" => "#cloud-config\npackages: [hello]\n",
+        "/latest/dynamic/instance-identity/document" => {
+            "{\"instanceId\" : \"i-0123456789abcdef0\"}"
+        }
+        "/latest/dynamic/instance-identity/rsa2048" => "MIIAsig\nnature==\n",
         _ => return None,
     })
 }
@@ -132,6 +136,12 @@ fn imdsv2_token_flow_reads_everything() {
             ],
             user_data: Some(b"#cloud-config\npackages: [hello]\n".to_vec()),
             meta_data: data.meta_data.clone(),
+            // The signed instance identity, for `puppet: {attest: aws_iid}`, read with the
+            // token like everything else.
+            identity: Some((
+                b"{\"instanceId\" : \"i-0123456789abcdef0\"}".to_vec(),
+                "MIIAsig\nnature==".into()
+            )),
         }
     );
     assert_eq!(data.meta_data["public-keys"]["1"]["name"], "backup");

@@ -102,3 +102,70 @@ fn a_key_apt_3_refuses_is_a_warning_in_general_and_an_error_for_an_apt_3_target(
         }
     }
 }
+
+/// `puppet: {attest: aws_iid}`: the datasource's signed instance identity goes into the
+/// request's custom attributes (never its extension requests), beside the user's own.
+#[test]
+fn attest_aws_iid_puts_the_instance_identity_into_custom_attributes() {
+    use base64::Engine;
+    let user_data = "#cloud-config\npuppet:\n  install: false\n  attest: aws_iid\n  csr_attributes:\n    custom_attributes:\n      1.2.840.113549.1.9.7: S3cret\n";
+    let loaded = config::load(user_data.as_bytes(), &Limits::default());
+    assert!(loaded.is_valid(), "{}", loaded.report.render_text("ud"));
+    let config = loaded.config.unwrap();
+    let document = br#"{"instanceId" : "i-0abc", "accountId" : "123456789012"}"#.to_vec();
+    let mut facts = Facts {
+        instance_id: Some("i-0abc".into()),
+        release: Some("bookworm".into()),
+        instance_identity: Some((document.clone(), "MIIG\nsig==".into())),
+        ..Facts::default()
+    };
+    let plan = plan::plan(&config, &facts, &SystemConfig::default()).unwrap();
+    let (mode, text) = plan
+        .actions
+        .iter()
+        .find_map(|a| match &a.kind {
+            ActionKind::WriteFile {
+                path,
+                mode,
+                content,
+                ..
+            } if path.ends_with("csr_attributes.yaml") => {
+                Some((mode.clone(), content.text.clone()))
+            }
+            _ => None,
+        })
+        .expect("csr_attributes.yaml");
+    assert_eq!(mode, "0600");
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&document);
+    assert!(
+        text.starts_with("custom_attributes:\n")
+            && text.contains("1.2.840.113549.1.9.7: S3cret\n")
+            && text.contains(&format!(
+                "  {}: {encoded}\n",
+                cloudcfg::autosign::DOCUMENT_OID
+            ))
+            && text.contains(&format!(
+                "  {}: MIIGsig==\n",
+                cloudcfg::autosign::SIGNATURE_OID
+            ))
+            && !text.contains("extension_requests"),
+        "{text}"
+    );
+    // Off EC2 there is no identity: said, and the request carries the rest.
+    facts.instance_identity = None;
+    let plan = plan::plan(&config, &facts, &SystemConfig::default()).unwrap();
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.path == "puppet.attest" && w.message.contains("no signed instance identity")),
+        "{:?}",
+        plan.warnings
+    );
+    // Only aws_iid is an attestation.
+    let bad = config::load(
+        b"#cloud-config\npuppet:\n  attest: tpm\n",
+        &Limits::default(),
+    );
+    assert!(!bad.is_valid());
+    assert!(bad.report.render_text("ud").contains("puppet.attest"));
+}

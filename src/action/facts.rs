@@ -32,6 +32,9 @@ pub struct Facts {
     /// The root's apt verifies signatures with Sequoia's `sqv` (`/usr/bin/sqv`, apt 3).
     #[serde(skip)]
     pub apt_sqv: bool,
+    /// EC2's signed instance identity (document bytes, base64 PKCS#7), from the datasource.
+    #[serde(skip)]
+    pub instance_identity: Option<(Vec<u8>, String)>,
 }
 
 /// cloud-init's directories of scripts that images ship, run in the final stage.

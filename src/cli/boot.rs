@@ -250,6 +250,7 @@ fn boot(
     critical.instance_id = Some(data.instance_id.clone());
     let mut facts = target::resolve(&data.fact_args(), target)?;
     facts.public_keys = data.public_keys.clone();
+    facts.instance_identity = data.identity.clone();
     let mut instance_data = data.to_json();
     instance_data["detected"] = why.into();
     instance_data["facts"] = facts_json(&facts);

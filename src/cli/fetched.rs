@@ -33,6 +33,8 @@ struct Kept {
     public_keys: Vec<String>,
     user_data_base64: Option<String>,
     meta_data: serde_json::Value,
+    #[serde(default)]
+    identity: Option<(String, String)>,
 }
 
 /// Keeps `data` for a later stage of this boot. A copy that cannot be written only costs the
@@ -54,6 +56,12 @@ pub fn keep(runtime: &Path, boot_id: &str, root: &Path, why: &str, data: &Instan
             .as_ref()
             .map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes)),
         meta_data: data.meta_data.clone(),
+        identity: data.identity.as_ref().map(|(doc, sig)| {
+            (
+                base64::engine::general_purpose::STANDARD.encode(doc),
+                sig.clone(),
+            )
+        }),
     };
     let text = serde_json::to_vec(&kept).unwrap_or_default();
     if let Err(e) = Writer::new(runtime).write(FETCHED_FILE, &text, 0o600, 0, 0) {
@@ -94,6 +102,13 @@ pub fn kept(runtime: &Path, boot_id: &str, root: &Path) -> Option<(String, Insta
         public_keys: kept.public_keys,
         user_data,
         meta_data: kept.meta_data,
+        identity: match kept.identity {
+            Some((doc, sig)) => Some((
+                base64::engine::general_purpose::STANDARD.decode(doc).ok()?,
+                sig,
+            )),
+            None => None,
+        },
     };
     // The id names a state directory; a copy edited by hand must not lead anywhere else.
     crate::target::check_instance_id(&data.instance_id).ok()?;
@@ -115,6 +130,7 @@ mod tests {
             public_keys: vec!["ssh-ed25519 AAAA k".into()],
             user_data: Some(b"#cloud-config\x00\xff".to_vec()),
             meta_data: serde_json::json!({"instance-id": "i-0123"}),
+            identity: Some((b"{\"instanceId\": \"i-0123\"}".to_vec(), "MIIB".into())),
         }
     }
 
@@ -126,6 +142,7 @@ mod tests {
         assert_eq!(why, "dmi");
         assert_eq!(back.to_json(), data().to_json());
         assert_eq!(back.user_data, data().user_data);
+        assert_eq!(back.identity, data().identity);
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(dir.path().join("cloudcfg/fetched.json"))
                 .unwrap()

@@ -13,7 +13,8 @@
 //!
 //! What is read: `meta-data/instance-id`, `local-hostname`, `hostname`,
 //! `placement/availability-zone`, `public-keys/` (the index, then each `N/openssh-key`), and
-//! `user-data`. Nothing else: IAM credentials under `meta-data/iam/` stay on the service.
+//! `user-data`, and the signed instance identity (`dynamic/instance-identity/document` and
+//! `rsa2048`). Nothing else: IAM credentials under `meta-data/iam/` stay on the service.
 
 use std::time::{Duration, Instant};
 
@@ -311,6 +312,27 @@ impl Datasource for Ec2 {
         }
         let public_keys = self.public_keys(&mut session, deadline, &mut meta)?;
         let user_data = self.get(&mut session, "user-data", USER_DATA_LIMIT, deadline)?;
+        // The signed instance identity, for `puppet: {attest: aws_iid}`; an instance without
+        // one (an older fake, another cloud's EC2 emulation) just has none.
+        let document = self.get(
+            &mut session,
+            "dynamic/instance-identity/document",
+            META_LIMIT,
+            deadline,
+        )?;
+        let signature = match &document {
+            Some(_) => self.get(
+                &mut session,
+                "dynamic/instance-identity/rsa2048",
+                META_LIMIT,
+                deadline,
+            )?,
+            None => None,
+        };
+        let identity = match (document, signature) {
+            (Some(doc), Some(sig)) => Some((doc, String::from_utf8_lossy(&sig).trim().to_owned())),
+            _ => None,
+        };
         log::info!(
             "ec2: instance {instance_id}, {} in {} ms",
             match &user_data {
@@ -329,6 +351,7 @@ impl Datasource for Ec2 {
             public_keys,
             user_data,
             meta_data: serde_json::Value::Object(meta),
+            identity,
         })
     }
 }

@@ -72,6 +72,9 @@ pub struct InstanceData {
     pub user_data: Option<Vec<u8>>,
     /// The meta-data as read (EC2: the keys read; NoCloud: the whole meta-data file).
     pub meta_data: serde_json::Value,
+    /// EC2's signed instance identity: the document (its bytes, as signed) and the `rsa2048`
+    /// PKCS#7 signature (base64, as served), for `puppet: {attest: aws_iid}`.
+    pub identity: Option<(Vec<u8>, String)>,
 }
 
 /// `ip-10-0-0-1` for `10.0.0.1`, as cloud-init names hosts whose metadata gives an address.

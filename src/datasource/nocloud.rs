@@ -399,6 +399,7 @@ impl Datasource for NoCloud {
             public_keys: meta_public_keys(&meta.json),
             user_data: files.user_data,
             meta_data: meta.json,
+            identity: None,
         })
     }
 }

@@ -125,6 +125,7 @@ fn facts_from_instance_data() {
         public_keys: Vec::new(),
         user_data: None,
         meta_data: serde_json::json!({}),
+        identity: None,
     };
     assert_eq!(data.short_hostname().as_deref(), Some("ip-10-0-0-1"));
     assert_eq!(data.fqdn().as_deref(), Some("ip-10-0-0-1.ec2.internal"));

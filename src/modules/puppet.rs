@@ -27,6 +27,9 @@ pub struct Puppet {
     pub puppet: Option<PuppetOptions>,
 }
 pub const SERVICE: &str = "puppet.service";
+
+/// `puppet: {attest: aws_iid}`.
+pub const ATTEST_AWS_IID: &str = "aws_iid";
 /// Where user-given puppet paths may point (contract.md, "Paths and modes").
 pub const ALLOWED_ROOTS: &[&str] = &[
     "/etc/puppet",
@@ -226,6 +229,12 @@ pub struct PuppetOptions {
     pub conf: Option<PuppetConf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub csr_attributes: Option<CsrAttributes>,
+    /// cloudcfg's extension: `aws_iid` adds EC2's signed instance identity (the document and
+    /// its `rsa2048` PKCS#7 signature, from the metadata service) to the request's custom
+    /// attributes, for the CA's `aws_identity` rule (docs/autosign.md). Custom attributes, not
+    /// extension requests: they are not copied into the certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attest: Option<String>,
 }
 
 /// The paths and names the module uses, after defaults.
@@ -303,6 +312,14 @@ fn check_puppet(config: &Puppet, cx: &mut Checker<'_>) {
     let Some(puppet) = &config.puppet else {
         return;
     };
+    if let Some(attest) = &puppet.attest
+        && attest != ATTEST_AWS_IID
+    {
+        cx.error(
+            "puppet.attest",
+            format!("{attest:?} is not an attestation cloudcfg makes: {ATTEST_AWS_IID}"),
+        );
+    }
     for (key, value) in [
         ("conf_file", &puppet.conf_file),
         ("ssl_dir", &puppet.ssl_dir),
@@ -666,7 +683,34 @@ fn plan_puppet(config: &Puppet, planner: &mut Planner<'_>) -> Result<(), PlanErr
             );
         }
     }
-    if let Some(csr) = &puppet.csr_attributes {
+    let mut csr = puppet.csr_attributes.clone();
+    if puppet.attest.as_deref() == Some(ATTEST_AWS_IID) {
+        match &planner.facts.instance_identity {
+            Some((document, signature)) => {
+                use base64::Engine;
+                let custom = csr
+                    .get_or_insert_with(CsrAttributes::default)
+                    .custom_attributes
+                    .get_or_insert_with(IndexMap::new);
+                let signature: String =
+                    signature.chars().filter(|c| !c.is_whitespace()).collect();
+                custom.insert(
+                    crate::autosign::DOCUMENT_OID.to_owned(),
+                    RawScalar::str(base64::engine::general_purpose::STANDARD.encode(document)),
+                );
+                custom.insert(
+                    crate::autosign::SIGNATURE_OID.to_owned(),
+                    RawScalar::str(signature),
+                );
+            }
+            None => planner.warn(
+                "puppet.attest",
+                "no signed instance identity (not an EC2 instance, or its metadata service has \
+                 none): the certificate request carries none",
+            ),
+        }
+    }
+    if let Some(csr) = &csr {
         let mut content = Text::secret(csr_attributes_yaml(csr));
         content.secrets.extend(csr_secrets(csr));
         planner.write_file(layout.csr_attributes_path.clone(), 0o600, content);
