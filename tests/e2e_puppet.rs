@@ -64,6 +64,9 @@ struct Case {
     /// A fresh root where cloudcfg installs puppet, or the root with puppet preinstalled.
     fresh: bool,
     debug: bool,
+    /// `puppet: {attest: aws_iid}`, first boot through the EC2 datasource of this IMDS
+    /// (`cloudcfg run`) instead of `cloudcfg apply`.
+    imds: Option<String>,
 }
 
 impl Case {
@@ -138,13 +141,18 @@ puppet:
       challengePassword: "{key}"
     extension_requests:
       pp_instance_id: "{iid}"
-"#,
+{attest}"#,
         install = case.fresh,
         args = args.join(", "),
         server = case.server,
         port = ctx.port,
         key = case.key,
         iid = case.instance_id,
+        attest = if case.imds.is_some() {
+            "  attest: aws_iid\n"
+        } else {
+            ""
+        },
     )
 }
 
@@ -155,7 +163,13 @@ fn case_dir(ctx: &Ctx, case: &Case) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
     let ud = dir.join("user-data.yaml");
     std::fs::write(&ud, user_data(ctx, case)).unwrap();
     let sys = dir.join("cloudcfg.yaml");
-    std::fs::write(&sys, "dpkg_lock_timeout_secs: 60\napt_update_attempts: 3\n").unwrap();
+    let mut system = "dpkg_lock_timeout_secs: 60\napt_update_attempts: 3\n".to_owned();
+    if let Some(url) = &case.imds {
+        system.push_str(&format!(
+            "datasource_list: [ec2]\nec2:\n  metadata_url: {url}\n  timeout_secs: 2\n  deadline_secs: 10\n"
+        ));
+    }
+    std::fs::write(&sys, system).unwrap();
     (dir.clone(), ud, sys, dir.join("run"))
 }
 
@@ -197,11 +211,22 @@ fn new_root(ctx: &Ctx, case: &Case) -> Overlay {
 fn apply(ctx: &mut Ctx, case: &Case, overlay: Overlay) -> Applied {
     let reaper = RootReaper(overlay.root.clone());
     let (dir, ud, sys, run) = case_dir(ctx, case);
-    let mut c = cloudcfg(&sys, "apply");
-    c.args(["--instance-id", case.instance_id, "--fqdn", case.fqdn])
-        .arg("--user-data")
-        .arg(&ud)
-        .arg("--root")
+    let mut c = match case.imds {
+        None => {
+            let mut c = cloudcfg(&sys, "apply");
+            c.args(["--instance-id", case.instance_id, "--fqdn", case.fqdn])
+                .arg("--user-data")
+                .arg(&ud);
+            c
+        }
+        // First boot as on EC2: the datasource gives instance id, names and user data.
+        Some(_) => {
+            let mut c = cloudcfg(&sys, "run");
+            c.args(["--datasource", "ec2"]);
+            c
+        }
+    };
+    c.arg("--root")
         .arg(&overlay.root)
         .env("CLOUDCFG_RUNTIME_DIR", &run);
     let deadline = if case.fresh {
@@ -500,6 +525,7 @@ fn puppet_first_boot_against_debian_puppetserver() {
         key: key.clone(),
         fresh: true,
         debug: false,
+        imds: None,
     };
     expect_certname(&server, &fresh.certname());
     let overlay = new_root(&ctx, &fresh);
@@ -687,6 +713,7 @@ fn puppet_first_boot_against_debian_puppetserver() {
         key: wrong_key.clone(),
         fresh: false,
         debug: true,
+        imds: None,
     };
     expect_certname(&server, wrong.instance_id);
     let root = new_root(&ctx, &wrong);
@@ -763,6 +790,7 @@ fn puppet_first_boot_against_debian_puppetserver() {
         key: key.clone(),
         fresh: false,
         debug: false,
+        imds: None,
     };
     let root = new_root(&ctx, &unexpected);
     let a = apply(&mut ctx, &unexpected, root);
@@ -792,6 +820,7 @@ fn puppet_first_boot_against_debian_puppetserver() {
         key: key.clone(),
         fresh: false,
         debug: false,
+        imds: None,
     };
     expect_certname(&server, once.instance_id);
     let root = new_root(&ctx, &once);
@@ -881,6 +910,7 @@ fn puppet_first_boot_against_debian_puppetserver() {
         key: key.clone(),
         fresh: false,
         debug: false,
+        imds: None,
     };
     let launcher = Command::new(env!("CARGO_BIN_EXE_cloudcfg"))
         .args([
@@ -929,6 +959,152 @@ fn puppet_first_boot_against_debian_puppetserver() {
     drop(a);
     drop(moto);
 
+    // --- the signed instance identity: a test CA stands in for AWS's signing certificate,
+    // an IMDS on 127.0.0.1 serves the instance's document and its PKCS#7 signature, cloudcfg
+    // runs first boot through the EC2 datasource with `attest: aws_iid`, the real agent's CSR
+    // carries them, the policy's aws_identity rule signs it; the same instance again is
+    // refused.
+    let iid_dir = scratch.path().join("iid");
+    std::fs::create_dir(&iid_dir).unwrap();
+    std::fs::set_permissions(&iid_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sh = |args: &[&str]| {
+        check(
+            "openssl",
+            Command::new("openssl")
+                .args(args)
+                .current_dir(&iid_dir)
+                .output()
+                .unwrap(),
+        )
+    };
+    sh(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "aws.key",
+        "-out",
+        "aws.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test EC2 identity signer",
+    ]);
+    std::fs::set_permissions(
+        iid_dir.join("aws.pem"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let document = format!(
+        r#"{{"accountId" : "123456789012", "instanceId" : "i-e2e-iid", "region" : "eu-west-1", "pendingTime" : "{}"}}"#,
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+    );
+    std::fs::write(iid_dir.join("doc.json"), &document).unwrap();
+    sh(&[
+        "smime",
+        "-sign",
+        "-binary",
+        "-nodetach",
+        "-outform",
+        "DER",
+        "-md",
+        "sha256",
+        "-in",
+        "doc.json",
+        "-signer",
+        "aws.pem",
+        "-inkey",
+        "aws.key",
+        "-out",
+        "sig.der",
+    ]);
+    let signature = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .encode(std::fs::read(iid_dir.join("sig.der")).unwrap())
+    };
+    let signed_dir = server.dir.dir.join("signed-instances");
+    std::fs::create_dir(&signed_dir).unwrap();
+    std::os::unix::fs::chown(&signed_dir, Some(0), Some(gid)).unwrap();
+    std::fs::set_permissions(&signed_dir, std::fs::Permissions::from_mode(0o770)).unwrap();
+    std::fs::write(
+        puppet::POLICY_PATH,
+        format!(
+            "# Written by tests/e2e_puppet.rs for one test run; removed afterwards.\n\
+             preshared_keys:\n  - \"{key}\"\n\
+             accept_pp_preshared_key: false\n\
+             aws_identity:\n  certificates: [{}]\n  accounts: [\"123456789012\"]\n  \
+             signed_instances_dir: {}\n",
+            iid_dir.join("aws.pem").display(),
+            signed_dir.display()
+        ),
+    )
+    .unwrap();
+    let attested = |name: &'static str, served: std::sync::Arc<std::sync::Mutex<String>>| {
+        let document = document.clone();
+        let signature = signature.clone();
+        support::http::serve(move |r: &support::http::Request| {
+            use support::http::Response;
+            match (r.method.as_str(), r.path.as_str()) {
+                ("PUT", "/latest/api/token") => Response::ok("e2e-token"),
+                ("GET", "/latest/meta-data/instance-id") => Response::ok("i-e2e-iid"),
+                ("GET", "/latest/meta-data/local-hostname" | "/latest/meta-data/hostname") => {
+                    Response::ok(format!("{name}.e2e.test"))
+                }
+                ("GET", "/latest/user-data") => Response::ok(served.lock().unwrap().clone()),
+                ("GET", "/latest/dynamic/instance-identity/document") => {
+                    Response::ok(document.clone())
+                }
+                ("GET", "/latest/dynamic/instance-identity/rsa2048") => {
+                    Response::ok(signature.clone())
+                }
+                _ => Response::status(404),
+            }
+        })
+    };
+    for (name, expect_signed) in [("iid", true), ("iid-again", false)] {
+        let served = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let imds = attested(name, std::sync::Arc::clone(&served));
+        let case = Case {
+            name,
+            instance_id: "i-e2e-iid",
+            fqdn: if expect_signed {
+                "iid.e2e.test"
+            } else {
+                "iid-again.e2e.test"
+            },
+            server: "localhost",
+            key: key.clone(),
+            fresh: false,
+            debug: false,
+            imds: Some(imds.url()),
+        };
+        *served.lock().unwrap() = user_data(&ctx, &case);
+        let root = new_root(&ctx, &case);
+        let a = apply(&mut ctx, &case, root);
+        let certname = case.certname();
+        let line = decision(&server, &certname);
+        if expect_signed {
+            assert!(a.out.status.success(), "iid: run failed");
+            assert_eq!(a.overlay.read(MARKER), format!("catalog for {certname}\n"));
+            assert!(
+                line.contains("rule=all result=signed")
+                    && line.contains("aws_identity (i-e2e-iid in 123456789012)"),
+                "{line}"
+            );
+            assert!(signed_dir.join("i-e2e-iid").exists());
+        } else {
+            assert_eq!(a.out.status.code(), Some(1));
+            assert!(
+                line.contains("rule=aws_identity result=refused") && line.contains("signed before"),
+                "{line}"
+            );
+        }
+        drop(a);
+    }
+
     // --- no key in any log: server logs (decision lines included), run logs, agent output,
     // apply output, report files, plan output.
     for entry in std::fs::read_dir(server.dir.log_dir()).unwrap() {
@@ -940,7 +1116,7 @@ fn puppet_first_boot_against_debian_puppetserver() {
     }
     let server_log =
         std::fs::read_to_string(server.dir.log_dir().join("puppetserver.log")).unwrap();
-    assert!(server_log.matches("cloudcfg-autosign: certname=").count() >= 7);
+    assert!(server_log.matches("cloudcfg-autosign: certname=").count() >= 9);
     for (what, content) in &ctx.outputs {
         let aws_secret = "e2e-secret".to_owned();
         for (name, secret) in [
