@@ -56,7 +56,31 @@ const UBUNTU_SERIES: &[&str] = &[
     "mantic", "noble", "oracular", "plucky", "questing", "resolute",
 ];
 
+/// Debian releases, oldest first; a codename not here (sid, a later one) counts as newer.
+const DEBIAN_RELEASES: &[&str] = &[
+    "jessie", "stretch", "buster", "bullseye", "bookworm", "trixie", "forky", "duke",
+];
+
 impl Facts {
+    /// Whether the target's release is `debian` or later on Debian, `ubuntu` or later on
+    /// Ubuntu; `false` when the release is not known.
+    pub fn release_at_least(&self, debian: &str, ubuntu: &str) -> bool {
+        let Some(release) = self.release.as_deref() else {
+            return false;
+        };
+        let (order, since) = match self.distro() {
+            Distro::Debian => (DEBIAN_RELEASES, debian),
+            Distro::Ubuntu => (UBUNTU_SERIES, ubuntu),
+        };
+        let at = |name: &str| order.iter().position(|r| *r == name);
+        match (at(release), at(since)) {
+            (Some(r), Some(s)) => r >= s,
+            // Unlisted on Debian: unstable or a release newer than the list.
+            (None, _) => true,
+            (Some(_), None) => false,
+        }
+    }
+
     pub fn distro(&self) -> Distro {
         match &self.release {
             Some(r) if UBUNTU_SERIES.contains(&r.as_str()) => Distro::Ubuntu,

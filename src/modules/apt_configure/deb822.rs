@@ -112,28 +112,7 @@ pub fn target_uses_deb822(facts: &Facts) -> bool {
     if facts.deb822_sources {
         return true;
     }
-    let Some(release) = facts.release.as_deref() else {
-        return false;
-    };
-    match facts.distro() {
-        Distro::Ubuntu => !matches!(
-            release,
-            "lucid"
-                | "precise"
-                | "trusty"
-                | "xenial"
-                | "bionic"
-                | "focal"
-                | "jammy"
-                | "kinetic"
-                | "lunar"
-                | "mantic"
-        ),
-        Distro::Debian => !matches!(
-            release,
-            "jessie" | "stretch" | "buster" | "bullseye" | "bookworm"
-        ),
-    }
+    facts.release_at_least("trixie", "noble")
 }
 
 /// The distribution's own deb822 file, which mirrors and `sources_list` replace.

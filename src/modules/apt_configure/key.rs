@@ -1,7 +1,7 @@
 //! The signing key of one source or mirror: `key` (an armored block, written as is), `keyid`
 //! (fetched from `keyserver`, its fingerprint checked), each into a keyring of its own.
 
-use crate::action::{ActionKind, Distro, Facts, PlanError, Text};
+use crate::action::{ActionKind, Facts, PlanError, Text};
 use crate::module::{Checker, Planner};
 use crate::values::{self, KeyId};
 
@@ -154,12 +154,5 @@ pub fn target_verifies_with_sqv(facts: &Facts) -> bool {
     if facts.apt_sqv {
         return true;
     }
-    match (facts.distro(), facts.release.as_deref()) {
-        (_, None) => false,
-        (Distro::Ubuntu, Some(r)) => matches!(r, "questing" | "resolute"),
-        (Distro::Debian, Some(r)) => !matches!(
-            r,
-            "jessie" | "stretch" | "buster" | "bullseye" | "bookworm"
-        ),
-    }
+    facts.release_at_least("trixie", "questing")
 }
