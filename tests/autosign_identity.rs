@@ -6,29 +6,20 @@
 //! second request of the same instance, a signature that is not DER and a request without an
 //! identity are refused, each naming its check (issue 17, item 3, the CA side).
 
+mod support;
+
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
+use support::https::openssl;
+
 const BIN: &str = env!("CARGO_BIN_EXE_cloudcfg");
 const DOCUMENT_OID: &str = "2.25.113021915545913526792366058188791605927.1";
 const SIGNATURE_OID: &str = "2.25.113021915545913526792366058188791605927.2";
 const ACCOUNT: &str = "123456789012";
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn b64(bytes: &[u8]) -> String {
     use base64::Engine;

@@ -25,6 +25,8 @@ fn csr() -> Vec<u8> {
 
 struct Ca {
     policy: PathBuf,
+    /// Holds the policy file.
+    _dir: tempfile::TempDir,
     home: tempfile::TempDir,
     endpoint: String,
     /// Credentials from this instance metadata service instead of the environment.
@@ -32,6 +34,21 @@ struct Ca {
 }
 
 impl Ca {
+    /// A CA replica with this policy (0640, as the policy must be) against `moto`.
+    fn new(policy_text: &str, moto: &Moto, imds: Option<String>) -> Ca {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = dir.path().join("autosign.yaml");
+        std::fs::write(&policy, policy_text).unwrap();
+        std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o640)).unwrap();
+        Ca {
+            policy,
+            _dir: dir,
+            home: tempfile::tempdir().unwrap(),
+            endpoint: moto.url(),
+            imds,
+        }
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.args(args)
@@ -99,20 +116,11 @@ fn an_s3_store_of_expected_certnames_signs_once_across_ca_replicas_and_fails_clo
     };
     let mut moto = Moto::start(&server);
     moto.create_bucket(&server);
-    let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("autosign.yaml");
-    std::fs::write(
-        &policy,
-        format!("expected_certnames: s3://{BUCKET}/fleet/\nstore_timeout_secs: 3\n"),
-    )
-    .unwrap();
-    std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o640)).unwrap();
-    let ca = Ca {
-        policy,
-        home: tempfile::tempdir().unwrap(),
-        endpoint: moto.url(),
-        imds: None,
-    };
+    let ca = Ca::new(
+        &format!("expected_certnames: s3://{BUCKET}/fleet/\nstore_timeout_secs: 3\n"),
+        &moto,
+        None,
+    );
 
     // Nothing expected: refused, by name.
     let (code, line) = ca.decide();
@@ -218,20 +226,11 @@ fn the_ca_hosts_instance_profile_supplies_the_credentials_through_imdsv2() {
             _ => Response::status(401),
         }
     });
-    let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("autosign.yaml");
-    std::fs::write(
-        &policy,
-        format!("expected_certnames: s3://{BUCKET}/profile/\n"),
-    )
-    .unwrap();
-    std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o640)).unwrap();
-    let ca = Ca {
-        policy,
-        home: tempfile::tempdir().unwrap(),
-        endpoint: moto.url(),
-        imds: Some(imds.url()),
-    };
+    let ca = Ca::new(
+        &format!("expected_certnames: s3://{BUCKET}/profile/\n"),
+        &moto,
+        Some(imds.url()),
+    );
     assert_eq!(ca.launcher(&["expect", "i-0abc"]).status.code(), Some(0));
     let (code, line) = ca.decide();
     assert_eq!(code, 0, "{line}");

@@ -967,16 +967,7 @@ fn puppet_first_boot_against_debian_puppetserver() {
     let iid_dir = scratch.path().join("iid");
     std::fs::create_dir(&iid_dir).unwrap();
     std::fs::set_permissions(&iid_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let sh = |args: &[&str]| {
-        check(
-            "openssl",
-            Command::new("openssl")
-                .args(args)
-                .current_dir(&iid_dir)
-                .output()
-                .unwrap(),
-        )
-    };
+    let sh = |args: &[&str]| support::https::openssl(&iid_dir, args);
     sh(&[
         "req",
         "-x509",

@@ -349,7 +349,7 @@ impl Vm {
             dir,
             overlay,
             boots: 0,
-            ssh_port: ssh::free_port(),
+            ssh_port: support::net::free_port(),
         }
     }
 

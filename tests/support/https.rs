@@ -70,7 +70,8 @@ impl Drop for HttpsServer {
     }
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
+/// Runs openssl in `dir`, failing the test with its message.
+pub fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
         .args(args)
         .current_dir(dir)

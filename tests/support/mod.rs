@@ -8,6 +8,7 @@ pub mod deb;
 pub mod http;
 pub mod https;
 pub mod moto;
+pub mod net;
 pub mod proxy;
 pub mod puppet;
 pub mod root;

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The bucket the tests create.
 pub const BUCKET: &str = "ca-expect";
@@ -24,22 +24,14 @@ pub struct Moto {
 
 impl Moto {
     pub fn start(server: &Path) -> Moto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::net::free_port();
         let child = Command::new(server)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("moto_server runs");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        super::net::wait_listening(port, "moto_server", Duration::from_secs(30));
         Moto { child, port }
     }
 
@@ -49,36 +41,26 @@ impl Moto {
 
     /// Creates the bucket with boto3 (moto's own dependency), as an operator would.
     pub fn create_bucket(&self, server: &Path) {
-        let python = server.with_file_name("python");
-        let out = Command::new(python)
-            .args([
-                "-c",
-                &format!(
-                    "import boto3; boto3.client('s3', endpoint_url='{}', region_name='us-east-1', \
-                     aws_access_key_id='testing', aws_secret_access_key='testing')\
-                     .create_bucket(Bucket='{BUCKET}')",
-                    self.url()
-                ),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.boto3(server, &format!("create_bucket(Bucket='{BUCKET}')"));
     }
 
     /// Puts an object directly, as another CA replica's claim would.
     pub fn put(&self, server: &Path, key: &str) {
+        self.boto3(
+            server,
+            &format!("put_object(Bucket='{BUCKET}', Key='{key}', Body=b'claimed')"),
+        );
+    }
+
+    /// One call of boto3's S3 client against this server, with the test's credentials.
+    fn boto3(&self, server: &Path, call: &str) {
         let python = server.with_file_name("python");
         let out = Command::new(python)
             .args([
                 "-c",
                 &format!(
                     "import boto3; boto3.client('s3', endpoint_url='{}', region_name='us-east-1', \
-                     aws_access_key_id='testing', aws_secret_access_key='testing')\
-                     .put_object(Bucket='{BUCKET}', Key='{key}', Body=b'claimed')",
+                     aws_access_key_id='testing', aws_secret_access_key='testing').{call}",
                     self.url()
                 ),
             ])

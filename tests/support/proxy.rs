@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct TinyProxy {
     child: Child,
@@ -18,11 +18,7 @@ impl TinyProxy {
     pub fn start() -> TinyProxy {
         let dir = tempfile::tempdir().unwrap();
         // tinyproxy takes a fixed port: ask the kernel for a free one first.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::net::free_port();
         let log = dir.path().join("tinyproxy.log");
         let conf = dir.path().join("tinyproxy.conf");
         std::fs::write(
@@ -42,14 +38,7 @@ impl TinyProxy {
             .spawn()
             .expect("tinyproxy runs");
         // Ready when it accepts connections (bounded: a broken proxy fails the test in 10 s).
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "tinyproxy did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        super::net::wait_listening(port, "tinyproxy", Duration::from_secs(10));
         TinyProxy {
             child,
             port,

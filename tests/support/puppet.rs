@@ -127,13 +127,7 @@ impl Drop for HostFile {
 }
 
 /// A free TCP port on 127.0.0.1 (free when asked; the server binds it a few seconds later).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use super::net::free_port;
 
 use super::root::check;
 

@@ -332,9 +332,3 @@ pub fn fingerprints(keys: &[String]) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
-
-/// A free TCP port on 127.0.0.1 (bound to port 0, then released for QEMU's hostfwd).
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
