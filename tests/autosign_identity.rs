@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use support::https::openssl;
+use support::https::{identity_signature as sign, identity_signer as signer, openssl};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cloudcfg");
 const DOCUMENT_OID: &str = "2.25.113021915545913526792366058188791605927.1";
@@ -26,60 +26,12 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// A self-signed RSA signer, as AWS's per-region certificate is.
-fn signer(dir: &Path, name: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name}"),
-        ],
-    );
-}
-
 fn document(instance: &str, account: &str, pending: SystemTime) -> Vec<u8> {
     format!(
         r#"{{"accountId" : "{account}", "architecture" : "x86_64", "availabilityZone" : "eu-west-1a", "imageId" : "ami-0123456789abcdef0", "instanceId" : "{instance}", "instanceType" : "t3.micro", "pendingTime" : "{}", "privateIp" : "10.0.0.5", "region" : "eu-west-1", "version" : "2017-09-30"}}"#,
         humantime::format_rfc3339_seconds(pending)
     )
     .into_bytes()
-}
-
-/// The PKCS#7 (DER) of `doc` by signer `name`; `attrs: false` signs without signed attributes.
-fn sign(dir: &Path, name: &str, doc: &[u8], attrs: bool) -> Vec<u8> {
-    std::fs::write(dir.join("doc.json"), doc).unwrap();
-    let mut args = vec![
-        "smime",
-        "-sign",
-        "-binary",
-        "-nodetach",
-        "-outform",
-        "DER",
-        "-md",
-        "sha256",
-        "-in",
-        "doc.json",
-        "-out",
-        "sig.der",
-    ];
-    let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
-    args.extend(["-signer", &cert, "-inkey", &key]);
-    if !attrs {
-        args.push("-noattr");
-    }
-    openssl(dir, &args);
-    std::fs::read(dir.join("sig.der")).unwrap()
 }
 
 /// A CSR for `certname` with the identity attributes (base64 text), if any.

@@ -967,22 +967,7 @@ fn puppet_first_boot_against_debian_puppetserver() {
     let iid_dir = scratch.path().join("iid");
     std::fs::create_dir(&iid_dir).unwrap();
     std::fs::set_permissions(&iid_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let sh = |args: &[&str]| support::https::openssl(&iid_dir, args);
-    sh(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "aws.key",
-        "-out",
-        "aws.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=test EC2 identity signer",
-    ]);
+    support::https::identity_signer(&iid_dir, "aws");
     std::fs::set_permissions(
         iid_dir.join("aws.pem"),
         std::fs::Permissions::from_mode(0o644),
@@ -992,29 +977,14 @@ fn puppet_first_boot_against_debian_puppetserver() {
         r#"{{"accountId" : "123456789012", "instanceId" : "i-e2e-iid", "region" : "eu-west-1", "pendingTime" : "{}"}}"#,
         humantime::format_rfc3339_seconds(std::time::SystemTime::now())
     );
-    std::fs::write(iid_dir.join("doc.json"), &document).unwrap();
-    sh(&[
-        "smime",
-        "-sign",
-        "-binary",
-        "-nodetach",
-        "-outform",
-        "DER",
-        "-md",
-        "sha256",
-        "-in",
-        "doc.json",
-        "-signer",
-        "aws.pem",
-        "-inkey",
-        "aws.key",
-        "-out",
-        "sig.der",
-    ]);
     let signature = {
         use base64::Engine;
-        base64::engine::general_purpose::STANDARD
-            .encode(std::fs::read(iid_dir.join("sig.der")).unwrap())
+        base64::engine::general_purpose::STANDARD.encode(support::https::identity_signature(
+            &iid_dir,
+            "aws",
+            document.as_bytes(),
+            true,
+        ))
     };
     let signed_dir = server.dir.dir.join("signed-instances");
     std::fs::create_dir(&signed_dir).unwrap();

@@ -153,3 +153,53 @@ fn make_certs(dir: &Path) {
         ],
     );
 }
+
+/// A self-signed RSA signer `DIR/NAME.pem` (and `.key`), as AWS's per-region certificate
+/// of instance identity documents is.
+pub fn identity_signer(dir: &Path, name: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+        ],
+    );
+}
+
+/// The PKCS#7 (DER) of `doc` by signer `name`, as EC2's `rsa2048` signs instance identity
+/// documents (the document inside); `attrs: false` signs without signed attributes.
+pub fn identity_signature(dir: &Path, name: &str, doc: &[u8], attrs: bool) -> Vec<u8> {
+    std::fs::write(dir.join("doc.json"), doc).unwrap();
+    let mut args = vec![
+        "smime",
+        "-sign",
+        "-binary",
+        "-nodetach",
+        "-outform",
+        "DER",
+        "-md",
+        "sha256",
+        "-in",
+        "doc.json",
+        "-out",
+        "sig.der",
+    ];
+    let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
+    args.extend(["-signer", &cert, "-inkey", &key]);
+    if !attrs {
+        args.push("-noattr");
+    }
+    openssl(dir, &args);
+    std::fs::read(dir.join("sig.der")).unwrap()
+}
